@@ -1,0 +1,22 @@
+//! Wire types shared by every part of csv-analyst.
+//!
+//! The runner guest (DataFusion compiled to `wasm32-wasip1`) reads a [`RunRequest`]
+//! as JSON on stdin and writes one [`RunResult`] as one JSON line on stdout. The
+//! runner host, the `runner-host exec` container entry point and the orchestrator
+//! speak the same two types, so a result looks the same whichever sandbox ran it.
+//!
+//! [`registry`] holds the format of `registry.json`, the catalogue of datasets.
+//!
+//! This crate has no dependency beyond serde: it builds for wasm32 and native alike.
+
+pub mod registry;
+
+mod request;
+mod result;
+
+pub use request::{ColumnDecl, ColumnType, RunRequest, TableFile, defaults};
+pub use result::{ErrorType, RunError, RunResult, RunStats, RunStatus};
+
+/// The directory the dataset is mounted at inside the sandbox (and inside the
+/// runner container image).
+pub const DATA_MOUNT: &str = "/data";

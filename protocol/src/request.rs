@@ -1,0 +1,170 @@
+use serde::{Deserialize, Serialize};
+
+/// Default limits, shared by the CLI, the orchestrator and the guest.
+pub mod defaults {
+    /// Wall-clock limit for one run.
+    pub const TIMEOUT_MS: u64 = 10_000;
+    /// Rows returned at most; more rows set `truncated`.
+    pub const MAX_ROWS: u64 = 200;
+    /// Serialized size of the returned rows at most; more set `truncated`.
+    pub const MAX_OUTPUT_BYTES: u64 = 65_536;
+    /// Linear memory the guest may grow to.
+    pub const MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+}
+
+/// One query to run over one dataset.
+///
+/// The limits default to [`defaults`] when absent, so `{"dataset_id", "files", "sql"}`
+/// is a complete request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub dataset_id: String,
+    /// The tables of the dataset. Paths are as the guest sees them: under `/data`.
+    pub files: Vec<TableFile>,
+    pub sql: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: u64,
+    #[serde(default = "default_memory_limit_bytes")]
+    pub memory_limit_bytes: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    defaults::TIMEOUT_MS
+}
+fn default_max_rows() -> u64 {
+    defaults::MAX_ROWS
+}
+fn default_max_output_bytes() -> u64 {
+    defaults::MAX_OUTPUT_BYTES
+}
+fn default_memory_limit_bytes() -> u64 {
+    defaults::MEMORY_LIMIT_BYTES
+}
+
+impl RunRequest {
+    /// A request with the default limits.
+    pub fn new(dataset_id: impl Into<String>, files: Vec<TableFile>, sql: impl Into<String>) -> Self {
+        RunRequest {
+            dataset_id: dataset_id.into(),
+            files,
+            sql: sql.into(),
+            timeout_ms: defaults::TIMEOUT_MS,
+            max_rows: defaults::MAX_ROWS,
+            max_output_bytes: defaults::MAX_OUTPUT_BYTES,
+            memory_limit_bytes: defaults::MEMORY_LIMIT_BYTES,
+        }
+    }
+}
+
+/// A CSV file exposed to the query as a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableFile {
+    /// The table name the SQL uses (the file's stem).
+    pub table: String,
+    /// The file's path as the guest sees it, e.g. `/data/tickets.csv`.
+    pub path: String,
+    /// Declared column types, from the registry. Columns not listed here are
+    /// inferred from the file by the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnDecl>,
+}
+
+/// A declared column type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDecl {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+}
+
+/// The column types a registry can declare. Each maps to one Arrow type in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ColumnType {
+    /// 64-bit signed integer.
+    Integer,
+    /// 64-bit float. Registries' DECIMAL/NUMERIC columns map here too.
+    Double,
+    /// UTF-8 text.
+    Varchar,
+    /// `true`/`false` in any case (`True`, `FALSE`, ...).
+    Boolean,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// A timestamp without time zone, microsecond precision.
+    Timestamp,
+}
+
+impl ColumnType {
+    /// Maps a SQL-style type name as registries write it (`INTEGER`, `DECIMAL(10,2)`,
+    /// `VARCHAR`, `timestamp`, ...) to a column type. Unknown names give `None`:
+    /// the guest infers those columns from the data.
+    pub fn from_sql_name(name: &str) -> Option<ColumnType> {
+        let base = name.split('(').next().unwrap_or("").trim().to_ascii_uppercase();
+        let ty = match base.as_str() {
+            "INTEGER" | "INT" | "BIGINT" | "SMALLINT" | "TINYINT" | "INT64" | "INT32" | "LONG" => {
+                ColumnType::Integer
+            }
+            "DOUBLE" | "FLOAT" | "REAL" | "FLOAT64" | "FLOAT32" | "DECIMAL" | "NUMERIC"
+            | "DOUBLE PRECISION" | "NUMBER" => ColumnType::Double,
+            "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "UTF8" => ColumnType::Varchar,
+            "BOOLEAN" | "BOOL" => ColumnType::Boolean,
+            "DATE" => ColumnType::Date,
+            "TIMESTAMP" | "DATETIME" | "TIMESTAMP WITHOUT TIME ZONE" => ColumnType::Timestamp,
+            _ => return None,
+        };
+        Some(ty)
+    }
+
+    /// The canonical name, as written in this project's registry.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ColumnType::Integer => "INTEGER",
+            ColumnType::Double => "DOUBLE",
+            ColumnType::Varchar => "VARCHAR",
+            ColumnType::Boolean => "BOOLEAN",
+            ColumnType::Date => "DATE",
+            ColumnType::Timestamp => "TIMESTAMP",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_request_gets_default_limits() {
+        let req: RunRequest = serde_json::from_str(
+            r#"{"dataset_id":"support","files":[{"table":"tickets","path":"/data/tickets.csv"}],"sql":"SELECT 1"}"#,
+        )
+        .unwrap();
+        assert_eq!(req.timeout_ms, defaults::TIMEOUT_MS);
+        assert_eq!(req.max_rows, 200);
+        assert_eq!(req.max_output_bytes, 65_536);
+        assert_eq!(req.memory_limit_bytes, 256 * 1024 * 1024);
+        assert!(req.files[0].columns.is_empty());
+    }
+
+    #[test]
+    fn sql_type_names_map_to_column_types() {
+        assert_eq!(ColumnType::from_sql_name("INTEGER"), Some(ColumnType::Integer));
+        assert_eq!(ColumnType::from_sql_name("decimal(10, 2)"), Some(ColumnType::Double));
+        assert_eq!(ColumnType::from_sql_name("Varchar"), Some(ColumnType::Varchar));
+        assert_eq!(ColumnType::from_sql_name("TIMESTAMP"), Some(ColumnType::Timestamp));
+        assert_eq!(ColumnType::from_sql_name("BOOLEAN"), Some(ColumnType::Boolean));
+        assert_eq!(ColumnType::from_sql_name("geometry"), None);
+    }
+
+    #[test]
+    fn column_decl_round_trips_with_sql_names() {
+        let decl = ColumnDecl { name: "created_at".into(), column_type: ColumnType::Timestamp };
+        let json = serde_json::to_string(&decl).unwrap();
+        assert_eq!(json, r#"{"name":"created_at","type":"TIMESTAMP"}"#);
+        assert_eq!(serde_json::from_str::<ColumnDecl>(&json).unwrap(), decl);
+    }
+}
