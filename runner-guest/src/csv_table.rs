@@ -1,0 +1,286 @@
+//! The dataset as DataFusion sees it: one schema whose tables are CSV files,
+//! read as a stream of Arrow batches.
+//!
+//! `object_store`'s local file system is not compiled for wasm32, so DataFusion's own
+//! CSV source cannot read the preopened `/data`. This module reads the files with
+//! `std::fs` and `arrow_csv` instead, batch by batch, so that memory stays flat however
+//! large the file is: an aggregate over a file larger than the guest's memory works.
+//!
+//! Tables are opened lazily, when the planner first asks for them: a query that reads
+//! one table of five pays for one header read and one schema inference.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::csv::ReaderBuilder;
+use datafusion::arrow::csv::reader::Format;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use protocol::{ColumnDecl, ColumnType, DATA_MOUNT, TableFile};
+
+/// Records read to infer the types of columns the registry does not declare.
+const INFER_RECORDS: usize = 10_000;
+/// Read buffer: each refill is one WASI call into the host.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// CSV bytes read by all scans of one run.
+#[derive(Debug, Clone, Default)]
+pub struct BytesRead(Arc<AtomicU64>);
+
+impl BytesRead {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A dataset file that cannot be opened or parsed. The guest reports these as
+/// `DATASET_ERROR`, apart from errors in the SQL.
+#[derive(Debug)]
+pub struct DatasetError(pub String);
+
+impl fmt::Display for DatasetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DatasetError {}
+
+fn dataset_error(message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(DatasetError(message)))
+}
+
+/// The dataset: a DataFusion schema of CSV tables.
+#[derive(Debug)]
+pub struct DatasetSchema {
+    files: Vec<TableFile>,
+    batch_size: usize,
+    bytes_read: BytesRead,
+    opened: Mutex<HashMap<String, Arc<CsvTable>>>,
+}
+
+impl DatasetSchema {
+    /// Checks the request's files: every path under `/data`, table names unique.
+    pub fn new(files: &[TableFile], batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
+        let mut seen = HashMap::new();
+        for file in files {
+            if file.table.is_empty() {
+                return Err(format!("file {:?} has an empty table name", file.path));
+            }
+            let under_data = file.path.strip_prefix(DATA_MOUNT).is_some_and(|rest| rest.starts_with('/'));
+            if !under_data || file.path.split('/').any(|part| part == "..") {
+                return Err(format!("file path {:?} is not under {DATA_MOUNT}", file.path));
+            }
+            if seen.insert(file.table.to_ascii_lowercase(), ()).is_some() {
+                return Err(format!("table {:?} is listed twice", file.table));
+            }
+        }
+        Ok(DatasetSchema { files: files.to_vec(), batch_size, bytes_read, opened: Mutex::new(HashMap::new()) })
+    }
+
+    fn find(&self, name: &str) -> Option<&TableFile> {
+        self.files
+            .iter()
+            .find(|f| f.table == name)
+            .or_else(|| self.files.iter().find(|f| f.table.eq_ignore_ascii_case(name)))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for DatasetSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.table.clone()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(file) = self.find(name) else { return Ok(None) };
+        let key = file.table.to_ascii_lowercase();
+        if let Some(table) = self.opened.lock().expect("table cache lock").get(&key) {
+            return Ok(Some(table.clone()));
+        }
+        let table = Arc::new(CsvTable::open(file, self.batch_size, self.bytes_read.clone())?);
+        self.opened.lock().expect("table cache lock").insert(key, table.clone());
+        Ok(Some(table))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+}
+
+/// One CSV file with a header row.
+#[derive(Debug)]
+pub struct CsvTable {
+    table: String,
+    path: PathBuf,
+    schema: SchemaRef,
+    batch_size: usize,
+    bytes_read: BytesRead,
+}
+
+impl CsvTable {
+    fn open(file: &TableFile, batch_size: usize, bytes_read: BytesRead) -> Result<CsvTable> {
+        let path = PathBuf::from(&file.path);
+        let context = |what: &str| format!("table {} ({}): {what}", file.table, file.path);
+        let open = || File::open(&path).map_err(|e| dataset_error(context(&format!("cannot open the file: {e}"))));
+
+        let mut header_reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open()?);
+        let header: Vec<String> = header_reader
+            .headers()
+            .map_err(|e| dataset_error(context(&format!("cannot read the header row: {e}"))))?
+            .iter()
+            .enumerate()
+            .map(|(i, name)| if i == 0 { name.trim_start_matches('\u{feff}').to_string() } else { name.to_string() })
+            .collect();
+        if header.is_empty() || header.iter().all(|h| h.is_empty()) {
+            return Err(dataset_error(context("the file has no header row")));
+        }
+
+        let declared: HashMap<&str, ColumnType> =
+            file.columns.iter().map(|ColumnDecl { name, column_type }| (name.as_str(), *column_type)).collect();
+        let inferred = if header.iter().all(|h| declared.contains_key(h.as_str())) {
+            None
+        } else {
+            let (schema, _) = Format::default()
+                .with_header(true)
+                .infer_schema(open()?, Some(INFER_RECORDS))
+                .map_err(|e| dataset_error(context(&format!("cannot infer column types: {e}"))))?;
+            Some(schema)
+        };
+
+        let fields: Vec<Field> = header
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let data_type = match declared.get(name.as_str()) {
+                    Some(ty) => arrow_type(*ty),
+                    None => match inferred.as_ref().map(|s| s.field(i).data_type()) {
+                        Some(DataType::Null) | None => DataType::Utf8,
+                        Some(ty) => ty.clone(),
+                    },
+                };
+                Field::new(name, data_type, true)
+            })
+            .collect();
+        let mut seen = HashMap::new();
+        if let Some(dup) = fields.iter().find(|f| seen.insert(f.name().as_str(), ()).is_some()) {
+            return Err(dataset_error(context(&format!("column {:?} appears twice in the header", dup.name()))));
+        }
+        let schema = Schema::new(fields);
+        Ok(CsvTable { table: file.table.clone(), path, schema: Arc::new(schema), batch_size, bytes_read })
+    }
+}
+
+/// The Arrow type each declared column type is read as.
+fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Integer => DataType::Int64,
+        ColumnType::Double => DataType::Float64,
+        ColumnType::Varchar => DataType::Utf8,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+#[async_trait]
+impl TableProvider for CsvTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // The projection goes into the CSV decoder: columns the query does not read
+        // are skipped, not parsed.
+        let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let projected = Arc::new(self.schema.project(&projection)?);
+        let partition = CsvPartition {
+            table: self.table.clone(),
+            path: self.path.clone(),
+            file_schema: self.schema.clone(),
+            projected: projected.clone(),
+            projection,
+            batch_size: self.batch_size,
+            bytes_read: self.bytes_read.clone(),
+        };
+        let exec = StreamingTableExec::try_new(projected, vec![Arc::new(partition)], None, [], false, limit)?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// One pass over one CSV file, as a stream of batches.
+#[derive(Debug)]
+struct CsvPartition {
+    table: String,
+    path: PathBuf,
+    file_schema: SchemaRef,
+    projected: SchemaRef,
+    projection: Vec<usize>,
+    batch_size: usize,
+    bytes_read: BytesRead,
+}
+
+impl PartitionStream for CsvPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.projected
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let table = self.table.clone();
+        let path = self.path.display().to_string();
+        let reader = File::open(&self.path)
+            .map_err(|e| dataset_error(format!("table {table} ({path}): cannot open the file: {e}")))
+            .and_then(|file| {
+                let counted = CountingReader { inner: file, bytes_read: self.bytes_read.clone() };
+                ReaderBuilder::new(self.file_schema.clone())
+                    .with_header(true)
+                    .with_batch_size(self.batch_size)
+                    .with_projection(self.projection.clone())
+                    .build_buffered(BufReader::with_capacity(READ_BUFFER_BYTES, counted))
+                    .map_err(|e| dataset_error(format!("table {table} ({path}): {e}")))
+            });
+        let batches: Box<dyn Iterator<Item = Result<_>> + Send> = match reader {
+            Ok(reader) => Box::new(reader.map(move |batch| {
+                batch.map_err(|e| dataset_error(format!("table {table} ({path}) does not parse as its schema: {e}")))
+            })),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.projected.clone(), futures::stream::iter(batches)))
+    }
+}
+
+/// Counts the bytes read, for the run's stats.
+struct CountingReader {
+    inner: File,
+    bytes_read: BytesRead,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes_read.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
