@@ -1,0 +1,43 @@
+//! The runner host: runs the csv-analyst guest (DataFusion compiled to
+//! `wasm32-wasip1`) inside a wasmtime sandbox.
+//!
+//! - [`sandbox`]: the engine, its limits and [`Sandbox::run`], which turns any guest
+//!   behaviour into a [`protocol::RunResult`].
+//! - [`module`]: where the guest comes from (embedded, a file, a precompiled
+//!   artifact) and the compilation cache that keeps Cranelift to once per build.
+//! - [`mount`]: which folder the guest sees at `/data`.
+//! - [`output`]: the capped pipes that hold the guest's stdout and stderr.
+//!
+//! The orchestrator embeds this library for its local provider; the `runner-host`
+//! binary wraps it for people (`run`), for Kubernetes Jobs (`exec`) and for
+//! container images (`precompile`).
+
+pub mod module;
+pub mod mount;
+pub mod output;
+pub mod sandbox;
+
+use std::path::Path;
+
+use protocol::registry::Dataset;
+use protocol::{ErrorType, RunRequest, RunResult};
+
+pub use module::{LoadedFrom, ModuleError, ModuleSource};
+pub use sandbox::{Sandbox, SandboxOptions};
+
+/// A request for `sql` over `dataset`, with default limits and the paths the
+/// runner image uses (`/data/<path in the registry>`).
+pub fn request_for(dataset: &Dataset, sql: &str) -> RunRequest {
+    RunRequest::new(dataset.id.clone(), mount::table_files(dataset), sql)
+}
+
+impl Sandbox {
+    /// Runs a request whose paths are `/data/...` relative to `root`, mounting only
+    /// the dataset's own folder (see [`mount::narrow`]).
+    pub fn run_mounted(&self, root: &Path, request: RunRequest) -> RunResult {
+        match mount::narrow(root, request) {
+            Ok(mount) => self.run(&mount.request, &mount.host_dir),
+            Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
+        }
+    }
+}

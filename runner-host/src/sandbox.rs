@@ -1,0 +1,400 @@
+//! The wasmtime sandbox: one engine and one pre-linked module per process, and a
+//! fresh, locked-down store for every run.
+//!
+//! Each run gets:
+//! - a memory cap (a [`ResourceLimiter`] that refuses growth past the request's
+//!   `memory_limit_bytes` and remembers that it did),
+//! - a wall-clock deadline (epoch interruption; a ticker thread advances the epoch),
+//! - stdin holding the request, stdout and stderr captured through capped pipes,
+//! - no environment, no arguments beyond the program name, no network, and exactly
+//!   one preopened directory: the dataset's folder, read-only, at `/data`.
+//!
+//! Whatever the guest does (trap, loop, exhaust memory, flood its output, exit
+//! early, print garbage), [`Sandbox::run`] returns a [`RunResult`] that says so.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use protocol::{ErrorType, RunRequest, RunResult, RunStatus};
+use wasmtime::{Config, Engine, InstancePre, Linker, OptLevel, ResourceLimiter, Store, Trap, WasmFeatures};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::module::{self, LoadedFrom, ModuleError, ModuleSource};
+use crate::output::CappedOutput;
+
+/// Every limit of the sandbox that is not per request, in one place.
+pub mod limits {
+    use std::time::Duration;
+
+    /// How often the epoch advances: the resolution of run deadlines.
+    pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+    /// Native stack the guest's wasm frames may use.
+    pub const MAX_WASM_STACK: usize = 4 * 1024 * 1024;
+    /// Stack of the thread each run executes on (wasm frames plus host calls).
+    pub const RUN_THREAD_STACK: usize = 16 * 1024 * 1024;
+    /// Room on stdout beyond `max_output_bytes` for the result's envelope
+    /// (column names, types, error messages, stats).
+    pub const STDOUT_ENVELOPE_BYTES: usize = 256 * 1024;
+    /// What the guest may write to stderr (diagnostics only).
+    pub const STDERR_BYTES: usize = 64 * 1024;
+    /// Smallest memory limit a request may ask for: the guest's static data and
+    /// stack alone take several MiB.
+    pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+    /// Largest memory limit: wasm32 addresses 4 GiB.
+    pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+    /// Longest timeout a request may ask for.
+    pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+    /// Table elements a module may grow to.
+    pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+    /// The program name the guest sees as `argv[0]`.
+    pub const PROGRAM_NAME: &str = "runner-guest";
+}
+
+/// Per-store state: WASI and the memory limiter.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Refuses memory growth past the limit, and records the high-water mark.
+#[derive(Debug)]
+struct MemoryLimiter {
+    limit: usize,
+    peak: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            // Growth fails inside the guest (its allocator sees -1); a guest that
+            // cannot cope traps, and the run reports MEMORY_LIMIT.
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= limits::MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// Where the module comes from and where compilations are cached.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub module: ModuleSource,
+    /// The compilation cache; `None` compiles in memory at every start.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions { module: ModuleSource::Embedded, cache_dir: module::default_cache_dir() }
+    }
+}
+
+/// A loaded guest, ready to run requests. Cheap to share: runs take `&self`.
+pub struct Sandbox {
+    engine: Engine,
+    pre: InstancePre<GuestState>,
+    module: wasmtime::Module,
+    loaded_from: LoadedFrom,
+    load_time: Duration,
+}
+
+/// The engine configuration: every wasm feature the guest does not use is off.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .max_wasm_stack(limits::MAX_WASM_STACK)
+        // Runs are synchronous; wasmtime only requires this to be at least the above.
+        .async_stack_size(limits::MAX_WASM_STACK + 1024 * 1024)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        // Smaller artifacts: no wasm-offset maps (traps still name the function).
+        .generate_address_map(false)
+        .debug_info(false)
+        // What rustc emits for wasm32-wasip1 with +simd128 (reference types stay on:
+        // rustc uses their call_indirect encoding).
+        .wasm_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        // Everything else off. (GC, exceptions and threads are not even compiled in.)
+        .wasm_relaxed_simd(false)
+        .wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_tail_call(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_component_model(false)
+        .wasm_features(
+            WasmFeatures::FUNCTION_REFERENCES
+                | WasmFeatures::GC
+                | WasmFeatures::EXCEPTIONS
+                | WasmFeatures::LEGACY_EXCEPTIONS
+                | WasmFeatures::STACK_SWITCHING
+                | WasmFeatures::THREADS
+                | WasmFeatures::SHARED_EVERYTHING_THREADS,
+            false,
+        );
+    config
+}
+
+impl Sandbox {
+    /// Builds the engine, loads the module (from the cache when it can) and links WASI.
+    pub fn new(options: &SandboxOptions) -> Result<Sandbox, ModuleError> {
+        let fail = |message: String| ModuleError { source_name: options.module.to_string(), message };
+        let engine = Engine::new(&engine_config()).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
+        let loaded = module::load(&engine, &options.module, options.cache_dir.as_deref())?;
+        let mut linker: Linker<GuestState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
+            .map_err(|e| fail(format!("cannot link WASI: {e}")))?;
+        let pre = linker
+            .instantiate_pre(&loaded.module)
+            .map_err(|e| fail(format!("the module needs imports the sandbox does not provide: {e}")))?;
+        start_epoch_ticker(&engine).map_err(|e| fail(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(Sandbox { engine, pre, module: loaded.module, loaded_from: loaded.from, load_time: loaded.elapsed })
+    }
+
+    /// How the module was loaded (precompiled, cache hit, compiled).
+    pub fn loaded_from(&self) -> &LoadedFrom {
+        &self.loaded_from
+    }
+
+    /// How long loading the module took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// The module compiled for this engine, as a `.cwasm` artifact.
+    pub fn precompiled(&self) -> Result<Vec<u8>, String> {
+        self.module.serialize().map_err(|e| format!("cannot serialize the module: {e}"))
+    }
+
+    /// Runs `request` with `data_dir` mounted read-only at `/data`. The request's
+    /// paths must already be relative to that mount (see [`crate::mount`]).
+    pub fn run(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
+        let started = Instant::now();
+        let mut result = match validate_limits(request) {
+            Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
+            Ok(()) => self.run_on_thread(request, data_dir),
+        };
+        result.exec_time_ms = started.elapsed().as_millis() as u64;
+        result
+    }
+
+    /// Runs on a thread of our own, so the wasm stack limit holds whatever thread
+    /// the caller is on (tokio's blocking pool, a test harness thread, ...).
+    fn run_on_thread(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("sandbox-run".into())
+                .stack_size(limits::RUN_THREAD_STACK)
+                .spawn_scoped(scope, || self.run_guest(request, data_dir));
+            match worker {
+                Ok(handle) => handle.join().unwrap_or_else(|_| {
+                    RunResult::failure(ErrorType::Internal, "the sandbox thread panicked; this is a bug in runner-host")
+                }),
+                Err(e) => RunResult::failure(ErrorType::Internal, format!("cannot start a sandbox thread: {e}")),
+            }
+        })
+    }
+
+    fn run_guest(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
+        let stdin = match serde_json::to_vec(request) {
+            Ok(bytes) => bytes,
+            Err(e) => return RunResult::failure(ErrorType::Internal, format!("cannot encode the request: {e}")),
+        };
+        let stdout_cap = usize::try_from(request.max_output_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(limits::STDOUT_ENVELOPE_BYTES);
+        let stdout = CappedOutput::new(stdout_cap);
+        let stderr = CappedOutput::new(limits::STDERR_BYTES);
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .stdin(MemoryInputPipe::new(stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .arg(limits::PROGRAM_NAME)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Err(e) = wasi.preopened_dir(data_dir, protocol::DATA_MOUNT, FsPerms::ReadOnly) {
+            let message = format!("cannot open the dataset folder {}: {e}", data_dir.display());
+            return RunResult::failure(ErrorType::DatasetError, message);
+        }
+        let limiter = MemoryLimiter {
+            limit: usize::try_from(request.memory_limit_bytes).unwrap_or(usize::MAX),
+            peak: 0,
+            exceeded: false,
+        };
+        let mut store = Store::new(&self.engine, GuestState { wasi: wasi.build_p1(), limiter });
+        store.limiter(|state| &mut state.limiter);
+        let ticks = request.timeout_ms.div_ceil(limits::EPOCH_TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let instantiate_started = Instant::now();
+        let mut instantiate_ms = None;
+        let outcome = self.pre.instantiate(&mut store).and_then(|instance| {
+            instantiate_ms = Some(instantiate_started.elapsed().as_secs_f64() * 1000.0);
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+
+        let limiter = &store.data().limiter;
+        let mut result = outcome_to_result(outcome, request, limiter, &stdout, &stderr);
+        result.stats.peak_memory_bytes = Some(limiter.peak as u64);
+        result.stats.output_bytes = Some(stdout.attempted());
+        result.stats.instantiate_ms = instantiate_ms;
+        result
+    }
+}
+
+fn validate_limits(request: &RunRequest) -> Result<(), String> {
+    if request.timeout_ms == 0 || request.timeout_ms > limits::MAX_TIMEOUT_MS {
+        return Err(format!("timeout_ms must be between 1 and {}", limits::MAX_TIMEOUT_MS));
+    }
+    if !(limits::MIN_MEMORY_BYTES..=limits::MAX_MEMORY_BYTES).contains(&request.memory_limit_bytes) {
+        return Err(format!(
+            "memory_limit_bytes must be between {} MiB and {} MiB",
+            limits::MIN_MEMORY_BYTES >> 20,
+            limits::MAX_MEMORY_BYTES >> 20
+        ));
+    }
+    if request.max_output_bytes == 0 {
+        return Err("max_output_bytes must be at least 1".to_string());
+    }
+    Ok(())
+}
+
+/// Sorts what happened into one result. The order matters: a guest that hit a cap
+/// usually traps afterwards, and the cap is the cause worth reporting.
+fn outcome_to_result(
+    outcome: wasmtime::Result<()>,
+    request: &RunRequest,
+    limiter: &MemoryLimiter,
+    stdout: &CappedOutput,
+    stderr: &CappedOutput,
+) -> RunResult {
+    if stdout.overflowed() || stderr.overflowed() {
+        let (stream, cap) = if stdout.overflowed() { ("stdout", stdout.capacity()) } else { ("stderr", stderr.capacity()) };
+        return RunResult::failure(
+            ErrorType::OutputLimit,
+            format!("the guest wrote more than {cap} bytes to {stream}; results are capped at max_output_bytes"),
+        );
+    }
+    let exit_code = match &outcome {
+        Ok(()) => Some(0),
+        Err(e) => e.downcast_ref::<I32Exit>().map(|exit| exit.0),
+    };
+    let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
+    if trap == Some(Trap::Interrupt) {
+        return RunResult::failure(ErrorType::Timeout, format!("the query ran longer than {} ms", request.timeout_ms));
+    }
+    if limiter.exceeded && exit_code != Some(0) {
+        return RunResult::failure(
+            ErrorType::MemoryLimit,
+            format!("the query needed more than {} MiB of memory", request.memory_limit_bytes >> 20),
+        );
+    }
+    // The guest's own result: after a clean exit, or written by its panic hook
+    // before it trapped.
+    if let Some(result) = parse_result(&stdout.contents()) {
+        return enforce_caps(result, request);
+    }
+    let stderr_text = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    let detail = |what: String| {
+        if stderr_text.is_empty() { what } else { format!("{what}; guest stderr: {}", tail(&stderr_text, 2000)) }
+    };
+    match (outcome, exit_code) {
+        (_, Some(0)) => RunResult::failure(ErrorType::Internal, detail("the guest exited without printing a valid result".into())),
+        (_, Some(code)) => RunResult::failure(ErrorType::Internal, detail(format!("the guest exited with code {code}"))),
+        (Err(_), None) if trap == Some(Trap::StackOverflow) => RunResult::failure(
+            ErrorType::Internal,
+            detail("the guest exhausted its stack (is the query nested too deeply?)".into()),
+        ),
+        (Err(e), None) => {
+            let what = match trap {
+                Some(trap) => format!("the guest trapped: {trap}"),
+                None => format!("the guest failed: {}", first_line(&e.to_string())),
+            };
+            RunResult::failure(ErrorType::Internal, detail(what))
+        }
+        (Ok(()), None) => unreachable!("a clean return has exit code 0"),
+    }
+}
+
+/// The guest's result: exactly one line holding a `RunResult`.
+fn parse_result(stdout: &[u8]) -> Option<RunResult> {
+    let text = std::str::from_utf8(stdout).ok()?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let line = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    serde_json::from_str(line).ok()
+}
+
+/// The host does not trust the guest to have honoured `max_rows`.
+fn enforce_caps(mut result: RunResult, request: &RunRequest) -> RunResult {
+    let max_rows = usize::try_from(request.max_rows).unwrap_or(usize::MAX);
+    if result.rows.len() > max_rows {
+        result.rows.truncate(max_rows);
+        result.truncated = true;
+    }
+    result.row_count = result.rows.len() as u64;
+    if result.status == RunStatus::Success && result.error.is_some() {
+        result.status = RunStatus::Error;
+    }
+    result
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Advances the engine's epoch every tick for as long as the engine lives.
+/// Without it no deadline fires, so failing to start it fails the sandbox.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new().name("sandbox-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(limits::EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        }
+    })?;
+    Ok(())
+}
