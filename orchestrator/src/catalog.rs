@@ -1,0 +1,118 @@
+//! The datasets the service offers: `registry.json` of `DATASETS_DIR`, loaded once
+//! at start, with each dataset's version hash (from the registry, or computed from
+//! the files when the registry has none).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use protocol::registry::{Dataset, Registry, RegistryError};
+use sha2::{Digest, Sha256};
+
+pub struct Catalog {
+    dir: PathBuf,
+    registry: Registry,
+    /// Version hashes computed from the files, for datasets whose registry entry has none.
+    computed: RwLock<HashMap<String, String>>,
+}
+
+impl Catalog {
+    pub fn load(dir: &Path) -> Result<Catalog, RegistryError> {
+        let registry = Registry::load(dir)?;
+        Ok(Catalog { dir: dir.to_path_buf(), registry, computed: RwLock::default() })
+    }
+
+    /// The datasets folder (the runner image's `/data`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn datasets(&self) -> &[Dataset] {
+        &self.registry.datasets
+    }
+
+    pub fn dataset(&self, id: &str) -> Option<&Dataset> {
+        self.registry.dataset(id)
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.registry.ids()
+    }
+
+    /// The dataset's version hash: the registry's, else the computed one (once
+    /// [`Catalog::compute_missing_hashes`] has run).
+    pub fn version_hash(&self, dataset: &Dataset) -> Option<String> {
+        dataset.version_hash.clone().or_else(|| {
+            self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&dataset.id).cloned()
+        })
+    }
+
+    /// Hashes the files of datasets whose registry entry has no version hash, with the
+    /// generator's formula. Reads every such file: call it off the async runtime.
+    pub fn compute_missing_hashes(&self) {
+        for dataset in self.datasets().iter().filter(|d| d.version_hash.is_none()) {
+            match hash_dataset(&self.dir, dataset) {
+                Ok(hash) => {
+                    self.computed.write().unwrap_or_else(|p| p.into_inner()).insert(dataset.id.clone(), hash);
+                }
+                Err(e) => tracing::warn!(dataset = %dataset.id, error = %e, "cannot compute the dataset's version hash"),
+            }
+        }
+    }
+}
+
+/// `sha256:` + sha256 of `<path>\n<file sha256>\n` for each file, as the generator writes it.
+fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
+    let mut outer = Sha256::new();
+    for file in &dataset.files {
+        let relative = file.relative_path().map_err(std::io::Error::other)?;
+        let mut reader = std::fs::File::open(dir.join(&relative))?;
+        let mut inner = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            inner.update(&buffer[..n]);
+        }
+        outer.update(format!("{}\n{}\n", file.path, hex(&inner.finalize())));
+    }
+    Ok(format!("sha256:{}", hex(&outer.finalize())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datasets_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets")
+    }
+
+    #[test]
+    fn computed_hash_matches_the_generators() {
+        let catalog = Catalog::load(&datasets_dir()).unwrap();
+        for dataset in catalog.datasets() {
+            let recorded = dataset.version_hash.clone().expect("our registry records hashes");
+            assert_eq!(hash_dataset(catalog.dir(), dataset).unwrap(), recorded, "{}", dataset.id);
+        }
+    }
+
+    #[test]
+    fn missing_hashes_are_computed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.csv"), "a\n1\n").unwrap();
+        std::fs::write(dir.path().join("registry.json"), r#"{"datasets":[{"id":"x","files":[{"name":"t.csv","path":"t.csv"}]}]}"#)
+            .unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let ds = catalog.dataset("x").unwrap().clone();
+        assert_eq!(catalog.version_hash(&ds), None);
+        catalog.compute_missing_hashes();
+        assert!(catalog.version_hash(&ds).unwrap().starts_with("sha256:"));
+    }
+}

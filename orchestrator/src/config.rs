@@ -1,0 +1,208 @@
+//! Every setting of the orchestrator: each is a command-line flag and an
+//! environment variable, with a default that works on a laptop. The names are the
+//! contract the Helm chart and the runbook use; README.md lists them in one table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Which sandbox runs the queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// In-process: the wasm guest runs on this machine through runner-host.
+    Local,
+    /// One Kubernetes Job per run, running `runner-host exec` in the runner image.
+    K8s,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::K8s => "k8s",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP service listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000", global = true)]
+    pub listen_addr: SocketAddr,
+
+    /// Folder holding registry.json and the CSV files.
+    #[arg(long, env = "DATASETS_DIR", default_value = "datasets", global = true)]
+    pub datasets_dir: PathBuf,
+
+    /// Where queries run: `local` (in-process wasm sandbox) or `k8s` (a Job per run).
+    #[arg(long, env = "SANDBOX_PROVIDER", value_enum, default_value_t = ProviderKind::Local, global = true)]
+    pub sandbox_provider: ProviderKind,
+
+    /// Wall-clock limit of a run.
+    #[arg(long, env = "RUN_TIMEOUT_SECONDS", default_value_t = 10.0, global = true)]
+    pub run_timeout_seconds: f64,
+
+    /// Rows a run returns at most (more set `truncated`).
+    #[arg(long, env = "MAX_ROWS", default_value_t = protocol::defaults::MAX_ROWS, global = true)]
+    pub max_rows: u64,
+
+    /// Serialized size of a run's rows at most (more set `truncated`).
+    #[arg(long, env = "MAX_OUTPUT_BYTES", default_value_t = protocol::defaults::MAX_OUTPUT_BYTES, global = true)]
+    pub max_output_bytes: u64,
+
+    /// Memory a run's wasm guest may use, in MiB.
+    #[arg(long, env = "RUN_MEMORY_LIMIT_MB", default_value_t = 256, global = true)]
+    pub run_memory_limit_mb: u64,
+
+    /// Runs executing at once; more wait up to QUEUE_TIMEOUT_MS, then get 503.
+    /// Default: the number of CPUs.
+    #[arg(long, env = "MAX_CONCURRENT_RUNS", global = true)]
+    pub max_concurrent_runs: Option<usize>,
+
+    /// How long a run waits for a free slot before the request gets 503.
+    #[arg(long, env = "QUEUE_TIMEOUT_MS", default_value_t = 2_000, global = true)]
+    pub queue_timeout_ms: u64,
+
+    /// The SQLite file holding run records. Default: .data/runs.sqlite.
+    #[arg(long, env = "RUN_STORE_PATH", default_value = ".data/runs.sqlite", global = true)]
+    pub run_store_path: PathBuf,
+
+    /// Largest request body accepted (413 beyond).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Local provider: the guest module (.wasm, .wat or precompiled .cwasm). Default:
+    /// the guest embedded in the binary.
+    #[arg(long, env = "RUNNER_MODULE", global = true)]
+    pub runner_module: Option<PathBuf>,
+
+    /// Local provider: the compilation cache. Default: $XDG_CACHE_HOME/csv-analyst or
+    /// ~/.cache/csv-analyst.
+    #[arg(long, env = "RUNNER_CACHE_DIR", global = true)]
+    pub runner_cache_dir: Option<PathBuf>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// The LLM provider for natural-language questions (reported in /readyz; not
+    /// needed for SQL runs).
+    #[arg(long, env = "LLM_PROVIDER", global = true)]
+    pub llm_provider: Option<String>,
+
+    /// OpenAI API key (optional; reported as set or not, never shown).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Anthropic API key (optional; reported as set or not, never shown).
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true, global = true)]
+    pub anthropic_api_key: Option<String>,
+
+    #[command(flatten)]
+    pub k8s: K8sConfig,
+}
+
+/// Settings of the Kubernetes provider (`SANDBOX_PROVIDER=k8s`).
+#[derive(Debug, Clone, Args)]
+pub struct K8sConfig {
+    /// Namespace the runner Jobs are created in. Default: the pod's own namespace in
+    /// a cluster, else the kubeconfig's.
+    #[arg(long, env = "K8S_NAMESPACE", global = true)]
+    pub k8s_namespace: Option<String>,
+
+    /// The runner image (runner-host, the precompiled guest, the datasets at /data).
+    #[arg(long, env = "RUNNER_IMAGE", default_value = "csv-analyst-runner:dev", global = true)]
+    pub runner_image: String,
+
+    /// Image pull policy of the runner container: Always, IfNotPresent or Never.
+    #[arg(long, env = "K8S_IMAGE_PULL_POLICY", default_value = "IfNotPresent", global = true)]
+    pub k8s_image_pull_policy: String,
+
+    /// CPU limit (and request) of the runner container.
+    #[arg(long, env = "K8S_CPU_LIMIT", default_value = "1", global = true)]
+    pub k8s_cpu_limit: String,
+
+    /// Memory limit (and request) of the runner container. Default: the wasm memory
+    /// cap plus 256 MiB for the host and the precompiled module.
+    #[arg(long, env = "K8S_MEMORY_LIMIT", global = true)]
+    pub k8s_memory_limit: Option<String>,
+
+    /// Seconds a finished Job stays before Kubernetes deletes it.
+    #[arg(long, env = "K8S_JOB_TTL_SECONDS", default_value_t = 300, global = true)]
+    pub k8s_job_ttl_seconds: i32,
+
+    /// Delete each Job (background propagation) as soon as its result is read.
+    #[arg(long, env = "K8S_DELETE_JOBS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub k8s_delete_jobs: bool,
+
+    /// A PersistentVolumeClaim holding the datasets, mounted read-only at /data.
+    /// Default: the datasets baked into the runner image.
+    #[arg(long, env = "K8S_DATASETS_PVC", global = true)]
+    pub k8s_datasets_pvc: Option<String>,
+
+    /// Service account of the runner pods (its token is never mounted).
+    #[arg(long, env = "K8S_SERVICE_ACCOUNT_NAME", global = true)]
+    pub k8s_service_account_name: Option<String>,
+
+    /// Jobs running at once (the k8s provider's MAX_CONCURRENT_RUNS).
+    #[arg(long, env = "K8S_MAX_CONCURRENT_JOBS", default_value_t = 16, global = true)]
+    pub k8s_max_concurrent_jobs: usize,
+
+    /// How long a runner pod may wait to start (scheduling, image pull) before the
+    /// run fails.
+    #[arg(long, env = "K8S_POD_START_TIMEOUT_SECONDS", default_value_t = 60, global = true)]
+    pub k8s_pod_start_timeout_seconds: u64,
+}
+
+impl Config {
+    pub fn run_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.run_timeout_seconds.max(0.001))
+    }
+
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.run_memory_limit_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Runs executing at once, for the configured provider.
+    pub fn concurrency(&self) -> usize {
+        match self.sandbox_provider {
+            ProviderKind::K8s => self.k8s.k8s_max_concurrent_jobs.max(1),
+            ProviderKind::Local => self
+                .max_concurrent_runs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .max(1),
+        }
+    }
+
+    /// Checks the settings that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.run_timeout_seconds > 0.0 && self.run_timeout_seconds <= 900.0) {
+            return Err("RUN_TIMEOUT_SECONDS must be greater than 0 and at most 900".into());
+        }
+        if !(16..=4096).contains(&self.run_memory_limit_mb) {
+            return Err("RUN_MEMORY_LIMIT_MB must be between 16 and 4096".into());
+        }
+        if self.max_output_bytes == 0 {
+            return Err("MAX_OUTPUT_BYTES must be at least 1".into());
+        }
+        if !["Always", "IfNotPresent", "Never"].contains(&self.k8s.k8s_image_pull_policy.as_str()) {
+            return Err("K8S_IMAGE_PULL_POLICY must be Always, IfNotPresent or Never".into());
+        }
+        if self.k8s.k8s_job_ttl_seconds < 0 {
+            return Err("K8S_JOB_TTL_SECONDS must not be negative".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! HTTP errors: a status code and `{"error": {"type", "message"}}`.
+//!
+//! Every request that cannot be served gets one of these (a 4xx for bad input,
+//! 503 for a busy or not-yet-ready service), never a bare 500 or a dropped
+//! connection. Queries that run and fail are not HTTP errors: they are runs, with
+//! a status and an error type.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The `type`s an HTTP error can carry.
+pub mod kind {
+    pub const INVALID_JSON: &str = "INVALID_JSON";
+    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const UNKNOWN_DATASET: &str = "UNKNOWN_DATASET";
+    pub const RUN_NOT_FOUND: &str = "RUN_NOT_FOUND";
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    pub const CAPACITY_EXCEEDED: &str = "CAPACITY_EXCEEDED";
+    pub const SANDBOX_NOT_READY: &str = "SANDBOX_NOT_READY";
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+    /// Seconds after which a retry may succeed (503s).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, kind, message: message.into(), retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, message)
+    }
+
+    pub fn unavailable(kind: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, kind, message) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "type": self.kind, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                kind::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON, sent with Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_JSON, format!("the body is not valid JSON: {}", source_text(&e)))
+            }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, format!("the request is invalid: {}", source_text(&e)))
+            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, kind::PAYLOAD_TOO_LARGE, "the request body is too large")
+            }
+            other => ApiError::new(other.status(), kind::INVALID_REQUEST, other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(format!("invalid query string: {}", rejection.body_text()))
+    }
+}
+
+/// The innermost cause's text: serde's message with line and column, without
+/// axum's prefix.
+fn source_text(error: &dyn std::error::Error) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}

@@ -1,0 +1,66 @@
+//! Sandbox providers: where a run's guest executes.
+//!
+//! - [`local::LocalProvider`]: in this process (the default; no Docker, no cluster).
+//! - [`k8s::K8sProvider`]: one Kubernetes Job per run, whose container runs
+//!   `runner-host exec`, so the wasm sandbox sits inside the container's isolation.
+//!
+//! Both take the same [`protocol::RunRequest`] (paths under `/data`) and give back
+//! the same [`protocol::RunResult`].
+
+pub mod k8s;
+pub mod local;
+
+use protocol::{RunRequest, RunResult};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::config::ProviderKind;
+
+/// What a provider reports about one run.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub result: RunResult,
+    /// The Kubernetes Job that ran it, if any.
+    pub job_name: Option<String>,
+}
+
+pub enum Provider {
+    Local(local::LocalProvider),
+    K8s(k8s::K8sProvider),
+}
+
+impl Provider {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Provider::Local(_) => ProviderKind::Local,
+            Provider::K8s(_) => ProviderKind::K8s,
+        }
+    }
+
+    /// Runs `request`. `permit` is the run's concurrency slot; the provider holds it
+    /// until the sandbox has really stopped.
+    pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
+        match self {
+            Provider::Local(local) => Execution { result: local.run(request, permit).await, job_name: None },
+            Provider::K8s(k8s) => {
+                let _permit = permit;
+                k8s.run(run_id, request).await
+            }
+        }
+    }
+
+    /// Whether runs can be accepted now: a description, or the reason not.
+    pub async fn readiness(&self) -> Result<String, String> {
+        match self {
+            Provider::Local(local) => local.readiness(),
+            Provider::K8s(k8s) => k8s.readiness().await,
+        }
+    }
+
+    /// A cheap check before accepting a run: is the sandbox able to start one?
+    pub fn accepting(&self) -> Result<(), String> {
+        match self {
+            Provider::Local(local) => local.readiness().map(|_| ()),
+            Provider::K8s(_) => Ok(()),
+        }
+    }
+}
