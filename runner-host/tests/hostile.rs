@@ -1,0 +1,256 @@
+//! Hostile guests: hand-written WAT modules run in the same sandbox as the
+//! DataFusion guest, each trying one way out. Every one must be contained and
+//! reported with the right error type.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use protocol::{ErrorType, RunRequest, RunResult, RunStatus, TableFile};
+use runner_host::{ModuleSource, Sandbox, SandboxOptions};
+
+const WASI: &str = r#"
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $fd_prestat_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+"#;
+
+struct Hostile {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    sandbox: Sandbox,
+}
+
+/// Compiles `body` (with the WASI imports above) into a sandbox, next to a data
+/// folder holding one CSV.
+fn hostile(body: &str) -> Hostile {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("hostile.wat");
+    std::fs::write(&module, format!("(module {WASI} {body})")).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("t.csv"), "a\n1\n").unwrap();
+    let sandbox = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None }).unwrap();
+    Hostile { _dir: dir, data, sandbox }
+}
+
+fn request(timeout_ms: u64) -> RunRequest {
+    let mut request = RunRequest::new(
+        "ds",
+        vec![TableFile { table: "t".into(), path: "/data/t.csv".into(), columns: vec![] }],
+        "SELECT 1",
+    );
+    request.timeout_ms = timeout_ms;
+    request.memory_limit_bytes = 32 * 1024 * 1024;
+    request
+}
+
+fn run(h: &Hostile, request: &RunRequest) -> RunResult {
+    h.sandbox.run(request, &h.data)
+}
+
+fn assert_error(result: &RunResult, expected: ErrorType, message_part: &str) {
+    let error = result.error.as_ref().unwrap_or_else(|| panic!("expected {expected}, got {result:?}"));
+    assert_eq!(error.error_type, expected, "{result:?}");
+    assert!(error.message.contains(message_part), "message {:?} lacks {message_part:?}", error.message);
+    assert_ne!(result.status, RunStatus::Success);
+}
+
+/// Data at 1024: a string of `len` bytes; `open_and_report` tries to open it under
+/// the preopen (fd 3) and exits with the errno (0 means it escaped).
+fn open_path(path: &str, oflags: u32, rights: u64) -> String {
+    format!(
+        r#"(memory (export "memory") 1)
+        (data (i32.const 1024) "{path}")
+        (func (export "_start")
+          (call $proc_exit
+            (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const {len})
+              (i32.const {oflags}) (i64.const {rights}) (i64.const 0) (i32.const 0) (i32.const 2048))))"#,
+        len = path.len()
+    )
+}
+
+// WASI errno values.
+const EBADF: i32 = 8;
+const ENOTCAPABLE: i32 = 76;
+const EPERM: i32 = 63;
+
+fn exit_code(result: &RunResult) -> i32 {
+    let message = &result.error.as_ref().expect("an error").message;
+    let code = message
+        .strip_prefix("the guest exited with code ")
+        .unwrap_or_else(|| panic!("not an exit: {message}"));
+    code.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn reading_outside_data_is_refused() {
+    const FD_READ: u64 = 1 << 1;
+    for path in ["../../etc/passwd", "/etc/passwd", "../hostile.wat", "./../hostile.wat"] {
+        let h = hostile(&open_path(path, 0, FD_READ));
+        let result = run(&h, &request(5_000));
+        assert_eq!(result.error_type(), Some(ErrorType::Internal), "{path}: {result:?}");
+        let errno = exit_code(&result);
+        assert!(errno == ENOTCAPABLE || errno == EPERM, "{path}: opening it gave errno {errno}");
+    }
+    // The one file the guest may read opens fine (errno 0 is a clean exit without output).
+    let h = hostile(&open_path("t.csv", 0, FD_READ));
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "exited without printing a valid result");
+}
+
+#[test]
+fn only_one_directory_is_preopened() {
+    let h = hostile(
+        r#"(memory (export "memory") 1)
+        (func (export "_start")
+          (if (i32.ne (call $fd_prestat_get (i32.const 3) (i32.const 0)) (i32.const 0))
+            (then (call $proc_exit (i32.const 101))))
+          (call $proc_exit (call $fd_prestat_get (i32.const 4) (i32.const 0))))"#,
+    );
+    let result = run(&h, &request(5_000));
+    assert_eq!(exit_code(&result), EBADF, "fd 4 must not exist: {result:?}");
+}
+
+#[test]
+fn writing_to_data_is_refused() {
+    const O_CREAT: u32 = 1;
+    const O_TRUNC: u32 = 8;
+    const FD_WRITE: u64 = 1 << 6;
+    for (path, oflags) in [("pwned.txt", O_CREAT), ("t.csv", O_TRUNC), ("t.csv", 0)] {
+        let h = hostile(&open_path(path, oflags, FD_WRITE));
+        let result = run(&h, &request(5_000));
+        let errno = exit_code(&result);
+        assert!(errno == ENOTCAPABLE || errno == EPERM, "{path}: errno {errno}");
+        assert!(!h.data.join("pwned.txt").exists());
+        assert_eq!(std::fs::read_to_string(h.data.join("t.csv")).unwrap(), "a\n1\n");
+    }
+}
+
+#[test]
+fn an_endless_loop_times_out_on_time() {
+    let h = hostile(r#"(func (export "_start") (loop (br 0)))"#);
+    let started = Instant::now();
+    let result = run(&h, &request(500));
+    let elapsed = started.elapsed();
+    assert_eq!(result.status, RunStatus::Timeout);
+    assert_error(&result, ErrorType::Timeout, "longer than 500 ms");
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1_500), "stopped after {elapsed:?}");
+}
+
+#[test]
+fn growing_memory_without_end_hits_the_memory_limit() {
+    let h = hostile(
+        r#"(memory (export "memory") 1)
+        (func (export "_start")
+          (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+          unreachable)"#,
+    );
+    let result = run(&h, &request(5_000));
+    assert_error(&result, ErrorType::MemoryLimit, "more than 32 MiB");
+    let peak = result.stats.peak_memory_bytes.unwrap();
+    assert!(peak <= 32 * 1024 * 1024 && peak > 30 * 1024 * 1024, "peak {peak}");
+}
+
+/// A module writing 4 KiB to `fd` forever.
+fn flood(fd: u32) -> String {
+    format!(
+        r#"(memory (export "memory") 1)
+        (data (i32.const 0) "\10\00\00\00\00\10\00\00")
+        (func (export "_start")
+          (loop (drop (call $fd_write (i32.const {fd}) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0)))"#
+    )
+}
+
+#[test]
+fn flooding_stdout_hits_the_output_limit() {
+    let h = hostile(&flood(1));
+    let mut req = request(10_000);
+    req.max_output_bytes = 1_000;
+    let started = Instant::now();
+    let result = run(&h, &req);
+    assert_error(&result, ErrorType::OutputLimit, "to stdout");
+    assert!(started.elapsed() < Duration::from_secs(2), "the flood must stop at the cap, not the deadline");
+    assert!(result.stats.output_bytes.unwrap() > 1_000);
+}
+
+#[test]
+fn flooding_stderr_hits_the_output_limit() {
+    let h = hostile(&flood(2));
+    assert_error(&run(&h, &request(10_000)), ErrorType::OutputLimit, "to stderr");
+}
+
+/// A module printing `text` on stdout and exiting cleanly.
+fn prints(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!(
+        r#"(memory (export "memory") 1)
+        (data (i32.const 0) "\10\00\00\00\{len:02x}\{len_hi:02x}\00\00")
+        (data (i32.const 16) "{escaped}")
+        (func (export "_start") (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
+        len = text.len() & 0xff,
+        len_hi = text.len() >> 8,
+    )
+}
+
+#[test]
+fn a_guest_returning_too_many_rows_is_cut_to_max_rows() {
+    let lie = r#"{"status":"success","columns":["n"],"rows":[[1],[2],[3],[4]],"row_count":4,"truncated":false,"exec_time_ms":0,"error":null}"#;
+    let h = hostile(&prints(lie));
+    let mut req = request(5_000);
+    req.max_rows = 2;
+    let result = run(&h, &req);
+    assert_eq!(result.status, RunStatus::Success, "{result:?}");
+    assert_eq!(result.rows, vec![vec![serde_json::json!(1)], vec![serde_json::json!(2)]]);
+    assert_eq!(result.row_count, 2);
+    assert!(result.truncated);
+}
+
+#[test]
+fn garbage_output_is_an_internal_error() {
+    let h = hostile(&prints("this is not json\n"));
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "without printing a valid result");
+    let h = hostile(&prints("{\"status\":\"success\"}\n{\"status\":\"success\"}\n"));
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "without printing a valid result");
+}
+
+#[test]
+fn endless_recursion_exhausts_the_stack_and_is_reported() {
+    let h = hostile(r#"(func $f (call $f)) (func (export "_start") (call $f))"#);
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "exhausted its stack");
+}
+
+#[test]
+fn a_trap_is_an_internal_error_naming_the_trap() {
+    let h = hostile(r#"(func (export "_start") unreachable)"#);
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "unreachable");
+}
+
+#[test]
+fn imports_beyond_wasi_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("m.wat");
+    std::fs::write(&module, r#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#).unwrap();
+    let err = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None })
+        .err()
+        .expect("must not load");
+    assert!(err.to_string().contains("imports the sandbox does not provide"), "{err}");
+}
+
+#[test]
+fn limits_out_of_range_are_invalid_requests() {
+    let h = hostile(r#"(func (export "_start"))"#);
+    let mut req = request(0);
+    assert_error(&run(&h, &req), ErrorType::InvalidRequest, "timeout_ms");
+    req.timeout_ms = 1_000;
+    req.memory_limit_bytes = 1024;
+    assert_error(&run(&h, &req), ErrorType::InvalidRequest, "memory_limit_bytes");
+}
+
+#[test]
+fn a_missing_data_folder_is_a_dataset_error() {
+    let h = hostile(r#"(func (export "_start"))"#);
+    let result = h.sandbox.run(&request(1_000), Path::new("/nonexistent/data"));
+    assert_error(&result, ErrorType::DatasetError, "cannot open the dataset folder");
+}
