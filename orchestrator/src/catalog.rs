@@ -20,7 +20,11 @@ pub struct Catalog {
 impl Catalog {
     pub fn load(dir: &Path) -> Result<Catalog, RegistryError> {
         let registry = Registry::load(dir)?;
-        Ok(Catalog { dir: dir.to_path_buf(), registry, computed: RwLock::default() })
+        Ok(Catalog {
+            dir: dir.to_path_buf(),
+            registry,
+            computed: RwLock::default(),
+        })
     }
 
     /// The datasets folder (the runner image's `/data`).
@@ -44,7 +48,11 @@ impl Catalog {
     /// [`Catalog::compute_missing_hashes`] has run).
     pub fn version_hash(&self, dataset: &Dataset) -> Option<String> {
         dataset.version_hash.clone().or_else(|| {
-            self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&dataset.id).cloned()
+            self.computed
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&dataset.id)
+                .cloned()
         })
     }
 
@@ -54,9 +62,14 @@ impl Catalog {
         for dataset in self.datasets().iter().filter(|d| d.version_hash.is_none()) {
             match hash_dataset(&self.dir, dataset) {
                 Ok(hash) => {
-                    self.computed.write().unwrap_or_else(|p| p.into_inner()).insert(dataset.id.clone(), hash);
+                    self.computed
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(dataset.id.clone(), hash);
                 }
-                Err(e) => tracing::warn!(dataset = %dataset.id, error = %e, "cannot compute the dataset's version hash"),
+                Err(e) => {
+                    tracing::warn!(dataset = %dataset.id, error = %e, "cannot compute the dataset's version hash")
+                }
             }
         }
     }
@@ -98,8 +111,16 @@ mod tests {
     fn computed_hash_matches_the_generators() {
         let catalog = Catalog::load(&datasets_dir()).unwrap();
         for dataset in catalog.datasets() {
-            let recorded = dataset.version_hash.clone().expect("our registry records hashes");
-            assert_eq!(hash_dataset(catalog.dir(), dataset).unwrap(), recorded, "{}", dataset.id);
+            let recorded = dataset
+                .version_hash
+                .clone()
+                .expect("our registry records hashes");
+            assert_eq!(
+                hash_dataset(catalog.dir(), dataset).unwrap(),
+                recorded,
+                "{}",
+                dataset.id
+            );
         }
     }
 
@@ -107,8 +128,11 @@ mod tests {
     fn missing_hashes_are_computed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.csv"), "a\n1\n").unwrap();
-        std::fs::write(dir.path().join("registry.json"), r#"{"datasets":[{"id":"x","files":[{"name":"t.csv","path":"t.csv"}]}]}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join("registry.json"),
+            r#"{"datasets":[{"id":"x","files":[{"name":"t.csv","path":"t.csv"}]}]}"#,
+        )
+        .unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
         let ds = catalog.dataset("x").unwrap().clone();
         assert_eq!(catalog.version_hash(&ds), None);

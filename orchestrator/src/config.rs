@@ -35,7 +35,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address the HTTP service listens on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000", global = true)]
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        default_value = "0.0.0.0:8000",
+        global = true
+    )]
     pub listen_addr: SocketAddr,
 
     /// Folder holding registry.json and the CSV files.
@@ -47,7 +52,12 @@ pub struct Config {
     pub sandbox_provider: ProviderKind,
 
     /// Wall-clock limit of a run.
-    #[arg(long, env = "RUN_TIMEOUT_SECONDS", default_value_t = 10.0, global = true)]
+    #[arg(
+        long,
+        env = "RUN_TIMEOUT_SECONDS",
+        default_value_t = 10.0,
+        global = true
+    )]
     pub run_timeout_seconds: f64,
 
     /// Rows a run returns at most (more set `truncated`).
@@ -59,7 +69,12 @@ pub struct Config {
     pub max_output_bytes: u64,
 
     /// Memory a run's wasm guest may use, in MiB.
-    #[arg(long, env = "RUN_MEMORY_LIMIT_MB", default_value_t = 256, global = true)]
+    #[arg(
+        long,
+        env = "RUN_MEMORY_LIMIT_MB",
+        default_value_t = 256,
+        global = true
+    )]
     pub run_memory_limit_mb: u64,
 
     /// Runs executing at once; more wait up to QUEUE_TIMEOUT_MS, then get 503.
@@ -72,7 +87,12 @@ pub struct Config {
     pub queue_timeout_ms: u64,
 
     /// The SQLite file holding run records. Default: .data/runs.sqlite.
-    #[arg(long, env = "RUN_STORE_PATH", default_value = ".data/runs.sqlite", global = true)]
+    #[arg(
+        long,
+        env = "RUN_STORE_PATH",
+        default_value = ".data/runs.sqlite",
+        global = true
+    )]
     pub run_store_path: PathBuf,
 
     /// Largest request body accepted (413 beyond).
@@ -123,11 +143,21 @@ pub struct K8sConfig {
     pub k8s_namespace: Option<String>,
 
     /// The runner image (runner-host, the precompiled guest, the datasets at /data).
-    #[arg(long, env = "RUNNER_IMAGE", default_value = "csv-analyst-runner:dev", global = true)]
+    #[arg(
+        long,
+        env = "RUNNER_IMAGE",
+        default_value = "csv-analyst-runner:dev",
+        global = true
+    )]
     pub runner_image: String,
 
     /// Image pull policy of the runner container: Always, IfNotPresent or Never.
-    #[arg(long, env = "K8S_IMAGE_PULL_POLICY", default_value = "IfNotPresent", global = true)]
+    #[arg(
+        long,
+        env = "K8S_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent",
+        global = true
+    )]
     pub k8s_image_pull_policy: String,
 
     /// CPU limit (and request) of the runner container.
@@ -140,7 +170,12 @@ pub struct K8sConfig {
     pub k8s_memory_limit: Option<String>,
 
     /// Seconds a finished Job stays before Kubernetes deletes it.
-    #[arg(long, env = "K8S_JOB_TTL_SECONDS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "K8S_JOB_TTL_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
     pub k8s_job_ttl_seconds: i32,
 
     /// Delete each Job (background propagation) as soon as its result is read.
@@ -157,16 +192,47 @@ pub struct K8sConfig {
     pub k8s_service_account_name: Option<String>,
 
     /// Jobs running at once (the k8s provider's MAX_CONCURRENT_RUNS).
-    #[arg(long, env = "K8S_MAX_CONCURRENT_JOBS", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "K8S_MAX_CONCURRENT_JOBS",
+        default_value_t = 16,
+        global = true
+    )]
     pub k8s_max_concurrent_jobs: usize,
 
     /// How long a runner pod may wait to start (scheduling, image pull) before the
     /// run fails.
-    #[arg(long, env = "K8S_POD_START_TIMEOUT_SECONDS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "K8S_POD_START_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
     pub k8s_pod_start_timeout_seconds: u64,
 }
 
+/// Parses a [`Config`] on its own, for tests and embedders.
+#[derive(clap::Parser)]
+#[command(name = "orchestrator")]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Config {
+    /// The configuration from command-line arguments (without the program name) and
+    /// the environment, as the binary reads it.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let args = std::iter::once(std::ffi::OsString::from("orchestrator"))
+            .chain(args.into_iter().map(Into::into));
+        ConfigOnly::try_parse_from(args).map(|c| c.config)
+    }
+
     pub fn run_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.run_timeout_seconds.max(0.001))
     }

@@ -38,7 +38,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -46,7 +51,10 @@ impl ApiError {
     }
 
     pub fn unavailable(kind: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
-        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, kind, message) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, kind, message)
+        }
     }
 }
 
@@ -55,7 +63,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "type": self.kind, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -69,14 +79,22 @@ impl From<JsonRejection> for ApiError {
                 kind::UNSUPPORTED_MEDIA_TYPE,
                 "the body must be JSON, sent with Content-Type: application/json",
             ),
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_JSON, format!("the body is not valid JSON: {}", source_text(&e)))
-            }
-            JsonRejection::JsonDataError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_REQUEST, format!("the request is invalid: {}", source_text(&e)))
-            }
+            JsonRejection::JsonSyntaxError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                kind::INVALID_JSON,
+                format!("the body is not valid JSON: {}", source_text(&e)),
+            ),
+            JsonRejection::JsonDataError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                kind::INVALID_REQUEST,
+                format!("the request is invalid: {}", source_text(&e)),
+            ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, kind::PAYLOAD_TOO_LARGE, "the request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    kind::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                )
             }
             other => ApiError::new(other.status(), kind::INVALID_REQUEST, other.body_text()),
         }

@@ -20,23 +20,34 @@ use crate::store::Store;
 /// Builds the service's state. Must run inside a tokio runtime (the local provider
 /// starts loading its module in the background).
 pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    let catalog = Arc::new(
-        Catalog::load(&config.datasets_dir)
-            .with_context(|| format!("cannot load the datasets of DATASETS_DIR={}", config.datasets_dir.display()))?,
-    );
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    let catalog = Arc::new(Catalog::load(&config.datasets_dir).with_context(|| {
+        format!(
+            "cannot load the datasets of DATASETS_DIR={}",
+            config.datasets_dir.display()
+        )
+    })?);
     let hashing = catalog.clone();
     tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
 
     let (store, interrupted) = Store::open(&config.run_store_path)?;
     if interrupted > 0 {
-        tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
+        tracing::warn!(
+            runs = interrupted,
+            "marked runs left unfinished by the previous process as interrupted"
+        );
     }
     let provider = match config.sandbox_provider {
         ProviderKind::Local => {
             let options = SandboxOptions {
                 module: ModuleSource::from_option(config.runner_module.clone()),
-                cache_dir: config.runner_cache_dir.clone().or_else(module::default_cache_dir),
+                cache_dir: config
+                    .runner_cache_dir
+                    .clone()
+                    .or_else(module::default_cache_dir),
             };
             Provider::Local(LocalProvider::start(options, config.datasets_dir.clone()))
         }
@@ -56,10 +67,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
 
 /// Serves on `listener` until `shutdown` completes, then waits for in-flight
 /// requests (and so in-flight runs) to finish.
-pub async fn serve(state: SharedState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    state: SharedState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, provider = state.provider.kind().as_str(), datasets = ?state.catalog.ids(), "serving");
-    axum::serve(listener, app::router(state)).with_graceful_shutdown(shutdown).await.context("the HTTP server failed")?;
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

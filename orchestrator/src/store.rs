@@ -139,13 +139,18 @@ impl Store {
     /// Opens (creating if needed) the store at `path`, migrates it, and marks runs
     /// left unfinished by a previous process as interrupted.
     pub fn open(path: &Path) -> Result<(Store, usize), StoreError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| StoreError { path: path.to_path_buf(), message: format!("{what}: {e}") };
+        let fail = |what: &str, e: &dyn std::fmt::Display| StoreError {
+            path: path.to_path_buf(),
+            message: format!("{what}: {e}"),
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| fail("cannot create its folder", &e))?;
         }
         let mut conn = Connection::open(path).map_err(|e| fail("cannot open", &e))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(|e| fail("cannot configure", &e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| fail("cannot configure", &e))?;
         migrate(&mut conn).map_err(|e| fail("cannot migrate", &e))?;
         let interrupted = conn
             .execute(
@@ -155,11 +160,20 @@ impl Store {
                 params![now()],
             )
             .map_err(|e| fail("cannot mark interrupted runs", &e))?;
-        Ok((Store { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
+        Ok((
+            Store {
+                path: path.to_path_buf(),
+                conn: Arc::new(Mutex::new(conn)),
+            },
+            interrupted,
+        ))
     }
 
     fn error(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError { path: self.path.clone(), message: format!("{what}: {e}") }
+        StoreError {
+            path: self.path.clone(),
+            message: format!("{what}: {e}"),
+        }
     }
 
     async fn call<T: Send + 'static>(
@@ -169,7 +183,8 @@ impl Store {
     ) -> Result<T, StoreError> {
         let store = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let conn: MutexGuard<'_, Connection> = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let conn: MutexGuard<'_, Connection> =
+                store.conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
         })
         .await;
@@ -241,8 +256,12 @@ impl Store {
     pub async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
         self.call("cannot read the run", move |conn| {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1"), params![run_id], from_row)
-                .optional()
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1"),
+                params![run_id],
+                from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -250,7 +269,9 @@ impl Store {
     /// The most recent runs, newest first.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.call("cannot list runs", move |conn| {
-            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"))?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"
+            ))?;
             let rows = statement.query_map(params![limit as i64], from_row)?;
             rows.collect()
         })
@@ -263,11 +284,18 @@ const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_t
     queued_ms, run_ms, total_ms";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let json = |index: usize, text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
-        text.map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
-    };
+    let json =
+        |index: usize, text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
+            text.map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        index,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })
+        };
     let status: String = row.get(1)?;
     Ok(RunRecord {
         run_id: row.get(0)?,
@@ -293,7 +321,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
+    let version: usize =
+        conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(migration)?;
@@ -343,7 +372,12 @@ mod tests {
         let (store, interrupted) = Store::open(&path).unwrap();
         assert_eq!(interrupted, 0);
         store.insert(record("a")).await.unwrap();
-        let running = RunRecord { status: RunState::Running, started_at: Some(now()), queued_ms: Some(1.5), ..record("b") };
+        let running = RunRecord {
+            status: RunState::Running,
+            started_at: Some(now()),
+            queued_ms: Some(1.5),
+            ..record("b")
+        };
         store.insert(running).await.unwrap();
         let finish = Finish {
             status: RunState::Succeeded,
@@ -368,7 +402,13 @@ mod tests {
         assert_eq!(b.status, RunState::Interrupted);
         assert_eq!(b.error_type.as_deref(), Some("INTERNAL"));
         assert_eq!(b.queued_ms, Some(1.5));
-        let ids: Vec<String> = store.list(10).await.unwrap().into_iter().map(|r| r.run_id).collect();
+        let ids: Vec<String> = store
+            .list(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
         assert_eq!(ids, vec!["b", "a"], "newest first");
         assert!(store.get("missing").await.unwrap().is_none());
     }

@@ -27,6 +27,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use protocol::{ErrorType, RunRequest, RunResult};
@@ -62,7 +63,9 @@ fn main() {
 
 fn read_request() -> Result<RunRequest, String> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read the request: {e}"))?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| format!("cannot read the request: {e}"))?;
     serde_json::from_str(&input).map_err(|e| format!("the request is not a valid RunRequest: {e}"))
 }
 
@@ -78,7 +81,12 @@ fn emit(result: &RunResult) {
 fn run(request: &RunRequest) -> RunResult {
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
-        Err(e) => return RunResult::failure(ErrorType::Internal, format!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            return RunResult::failure(
+                ErrorType::Internal,
+                format!("cannot start the async runtime: {e}"),
+            );
+        }
     };
     let started = Instant::now();
     let bytes_read = BytesRead::default();
@@ -96,12 +104,29 @@ async fn execute(request: &RunRequest, bytes_read: BytesRead) -> Result<RunResul
     let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
     let fail = |e: DataFusionError| classify(&e, &tables);
     let ctx = session(request, bytes_read)?;
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let frame = ctx.sql_with_options(&request.sql, options).await.map_err(fail)?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx
+        .sql_with_options(&request.sql, options)
+        .await
+        .map_err(fail)?;
 
     let max_rows = usize::try_from(request.max_rows).unwrap_or(usize::MAX);
-    // One row more than returned tells whether the result was cut.
-    let frame = frame.limit(0, Some(max_rows.saturating_add(1))).map_err(fail)?;
+    // One row more than returned tells whether the result was cut, and lets
+    // DataFusion stop early. EXPLAIN must stay the plan's root, and its output is small.
+    let explain = matches!(
+        frame.logical_plan(),
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+    );
+    let frame = if explain {
+        frame
+    } else {
+        frame
+            .limit(0, Some(max_rows.saturating_add(1)))
+            .map_err(fail)?
+    };
     let (columns, column_types) = json_rows::describe(frame.schema().as_arrow());
     let mut stream = frame.execute_stream().await.map_err(fail)?;
 
@@ -113,7 +138,12 @@ async fn execute(request: &RunRequest, bytes_read: BytesRead) -> Result<RunResul
         }
     }
     let truncated = rows.truncated();
-    Ok(RunResult::success(columns, column_types, rows.into_rows(), truncated))
+    Ok(RunResult::success(
+        columns,
+        column_types,
+        rows.into_rows(),
+        truncated,
+    ))
 }
 
 fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext, Failure> {
@@ -121,9 +151,16 @@ fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext
     let pool_bytes = (memory_limit as f64 * MEMORY_POOL_SHARE) as usize;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(pool_bytes, 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc()
-        .map_err(|e| (ErrorType::Internal, format!("cannot set up the query engine: {e}")))?;
+        .map_err(|e| {
+            (
+                ErrorType::Internal,
+                format!("cannot set up the query engine: {e}"),
+            )
+        })?;
 
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
@@ -132,16 +169,29 @@ fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext
         .with_default_catalog_and_schema(CATALOG, &request.dataset_id);
     let options = config.options_mut();
     options.sql_parser.recursion_limit = ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)
-        .map_err(|e| (ErrorType::Internal, format!("invalid parser recursion limit: {e}")))?;
+        .map_err(|e| {
+            (
+                ErrorType::Internal,
+                format!("invalid parser recursion limit: {e}"),
+            )
+        })?;
 
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let schema = DatasetSchema::new(&request.files, BATCH_SIZE, bytes_read)
         .map_err(|message| (ErrorType::InvalidRequest, message))?;
-    let catalog = ctx
-        .catalog(CATALOG)
-        .ok_or_else(|| (ErrorType::Internal, "the default catalog is missing".to_string()))?;
+    let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
+        (
+            ErrorType::Internal,
+            "the default catalog is missing".to_string(),
+        )
+    })?;
     catalog
         .register_schema(&request.dataset_id, Arc::new(schema))
-        .map_err(|e| (ErrorType::Internal, format!("cannot register the dataset: {e}")))?;
+        .map_err(|e| {
+            (
+                ErrorType::Internal,
+                format!("cannot register the dataset: {e}"),
+            )
+        })?;
     Ok(ctx)
 }

@@ -10,14 +10,30 @@ use crate::{ANCHOR, Column, CsvFile, DAY, HOUR, Rng, dataset, fixed, timestamp};
 const COLUMNS: &[Column] = &[
     ("sensor_id", "VARCHAR", "Sensor identifier"),
     ("timestamp", "TIMESTAMP", "When the reading was taken"),
-    ("location", "VARCHAR", "Site: Plant A, Plant B, Warehouse or Lab"),
-    ("zone", "VARCHAR", "Zone within the site: North, South, East or West"),
+    (
+        "location",
+        "VARCHAR",
+        "Site: Plant A, Plant B, Warehouse or Lab",
+    ),
+    (
+        "zone",
+        "VARCHAR",
+        "Zone within the site: North, South, East or West",
+    ),
     ("temperature_c", "DOUBLE", "Temperature in degrees Celsius"),
     ("humidity_pct", "DOUBLE", "Relative humidity in percent"),
     ("pressure_hpa", "DOUBLE", "Air pressure in hectopascal"),
     ("vibration_mm_s", "DOUBLE", "Vibration velocity in mm/s"),
-    ("anomaly_flag", "BOOLEAN", "Whether the reading is anomalous"),
-    ("anomaly_type", "VARCHAR", "overheat, vibration_spike, humidity_spike, pressure_drop or sensor_fault; NULL when normal"),
+    (
+        "anomaly_flag",
+        "BOOLEAN",
+        "Whether the reading is anomalous",
+    ),
+    (
+        "anomaly_type",
+        "VARCHAR",
+        "overheat, vibration_spike, humidity_spike, pressure_drop or sensor_fault; NULL when normal",
+    ),
     ("battery_pct", "INTEGER", "Battery charge in percent"),
     ("status", "VARCHAR", "ok, warning or fault"),
 ];
@@ -27,10 +43,20 @@ const PERIOD_DAYS: i64 = 30;
 const INTERVAL: i64 = 2 * HOUR;
 
 /// Site and its base temperature.
-const LOCATIONS: &[(&str, f64)] = &[("Plant A", 26.0), ("Plant B", 24.0), ("Warehouse", 17.0), ("Lab", 21.0)];
+const LOCATIONS: &[(&str, f64)] = &[
+    ("Plant A", 26.0),
+    ("Plant B", 24.0),
+    ("Warehouse", 17.0),
+    ("Lab", 21.0),
+];
 const ZONES: &[&str] = &["North", "South", "East", "West"];
-const ANOMALIES: &[(&str, u32)] =
-    &[("overheat", 30), ("vibration_spike", 30), ("humidity_spike", 15), ("pressure_drop", 15), ("sensor_fault", 10)];
+const ANOMALIES: &[(&str, u32)] = &[
+    ("overheat", 30),
+    ("vibration_spike", 30),
+    ("humidity_spike", 15),
+    ("pressure_drop", 15),
+    ("sensor_fault", 10),
+];
 
 pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
     let mut rng = Rng::new(0x5E_0505);
@@ -103,7 +129,10 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
             ])?;
         }
     }
-    let file = csv.finish("Sensor readings: one row per sensor every two hours", COLUMNS)?;
+    let file = csv.finish(
+        "Sensor readings: one row per sensor every two hours",
+        COLUMNS,
+    )?;
     Ok(dataset(
         "sensors",
         "Industrial Sensors",

@@ -13,7 +13,10 @@ impl K8sProvider {
 
 impl K8sProvider {
     pub async fn run(&self, _run_id: &str, _request: RunRequest) -> Execution {
-        Execution { result: RunResult::failure(ErrorType::SandboxError, "not yet"), job_name: None }
+        Execution {
+            result: RunResult::failure(ErrorType::SandboxError, "not yet"),
+            job_name: None,
+        }
     }
 
     pub async fn readiness(&self) -> Result<String, String> {

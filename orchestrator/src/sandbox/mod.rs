@@ -38,9 +38,17 @@ impl Provider {
 
     /// Runs `request`. `permit` is the run's concurrency slot; the provider holds it
     /// until the sandbox has really stopped.
-    pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
+    pub async fn run(
+        &self,
+        run_id: &str,
+        request: RunRequest,
+        permit: OwnedSemaphorePermit,
+    ) -> Execution {
         match self {
-            Provider::Local(local) => Execution { result: local.run(request, permit).await, job_name: None },
+            Provider::Local(local) => Execution {
+                result: local.run(request, permit).await,
+                job_name: None,
+            },
             Provider::K8s(k8s) => {
                 let _permit = permit;
                 k8s.run(run_id, request).await

@@ -1,0 +1,276 @@
+//! Shared helpers: where things are, one sandbox per test process, and CSV files
+//! read without DataFusion, to compute the answers queries must give.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use protocol::registry::Registry;
+use protocol::{RunRequest, RunResult};
+use runner_host::{ModuleSource, Sandbox, SandboxOptions};
+use serde_json::Value;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+pub fn datasets_dir() -> PathBuf {
+    workspace().join("datasets")
+}
+
+/// The compilation cache all of the workspace's tests share (under target/tmp).
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache")
+}
+
+/// A scratch folder under target/tmp that survives between runs (for big data).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The sandbox with the embedded guest, loaded once per test process.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        Sandbox::new(&SandboxOptions {
+            module: ModuleSource::Embedded,
+            cache_dir: Some(cache_dir()),
+        })
+        .expect("the embedded guest loads")
+    })
+}
+
+/// The foreign corpus (`CSV_CORPUS_DIR`), or `None` — said loudly — when unset.
+pub fn corpus_dir() -> Option<PathBuf> {
+    match std::env::var_os("CSV_CORPUS_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("registry.json").is_file(),
+                "CSV_CORPUS_DIR={} has no registry.json",
+                dir.display()
+            );
+            Some(dir)
+        }
+        None => {
+            eprintln!(
+                "\n*** CSV_CORPUS_DIR is not set: the foreign-corpus test checks NOTHING. \
+                 .ci/run sets it to ../shared/corpus/adoptaisandbox. ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// A request for `sql` over a dataset of `datasets`, with default limits.
+pub fn request(datasets: &Path, dataset: &str, sql: &str) -> RunRequest {
+    let registry = Registry::load(datasets).unwrap();
+    let dataset = registry
+        .dataset(dataset)
+        .unwrap_or_else(|| panic!("no dataset {dataset}"));
+    runner_host::request_for(dataset, sql)
+}
+
+pub fn run_request(datasets: &Path, request: RunRequest) -> RunResult {
+    sandbox().run_mounted(datasets, request)
+}
+
+/// Runs `sql` and insists it succeeds.
+pub fn query(datasets: &Path, dataset: &str, sql: &str) -> RunResult {
+    let result = run_request(datasets, request(datasets, dataset, sql));
+    assert!(result.error.is_none(), "{sql}\n→ {:?}", result.error);
+    result
+}
+
+/// A CSV file read with the `csv` crate: the independent source of truth.
+pub struct Csv {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    pub fn load(path: &Path) -> Csv {
+        let mut reader =
+            csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let headers = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let rows = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        Csv { headers, rows }
+    }
+
+    pub fn col(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    /// The values of a column.
+    pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let i = self.col(name);
+        self.rows.iter().map(move |r| r[i].as_str())
+    }
+}
+
+pub fn num(value: &Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
+pub fn assert_close(actual: f64, expected: f64, what: &str) {
+    let tolerance = 1e-9 * expected.abs().max(1.0);
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: {actual} != {expected}"
+    );
+}
+
+/// An orchestrator serving on a loopback port, in this process.
+pub struct TestServer {
+    pub url: String,
+    store_dir: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+/// The configuration tests start from: the repo's datasets, a fresh store, the
+/// shared module cache, a loopback port.
+pub fn test_config(store_dir: &Path) -> orchestrator::Config {
+    let mut config = orchestrator::Config::from_args(Vec::<String>::new()).unwrap();
+    config.datasets_dir = datasets_dir();
+    config.run_store_path = store_dir.join("runs.sqlite");
+    config.runner_cache_dir = Some(cache_dir());
+    config.runner_module = None;
+    config.listen_addr = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+impl TestServer {
+    /// Starts a server with `customize` applied to [`test_config`], and waits until
+    /// it is ready (the first start of a fresh checkout compiles the guest).
+    pub async fn start(customize: impl FnOnce(&mut orchestrator::Config)) -> TestServer {
+        let store_dir = tempfile::tempdir().unwrap();
+        TestServer::start_in(store_dir, customize).await
+    }
+
+    pub async fn start_in(
+        store_dir: tempfile::TempDir,
+        customize: impl FnOnce(&mut orchestrator::Config),
+    ) -> TestServer {
+        let mut config = test_config(store_dir.path());
+        customize(&mut config);
+        let state = orchestrator::server::build_state(config)
+            .await
+            .expect("the orchestrator starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            orchestrator::server::serve(state, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .map_err(|e| format!("{e:#}"))
+        });
+        let server = TestServer {
+            url,
+            store_dir: Some(store_dir),
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        loop {
+            if let Ok(r) = client().get(format!("{}/readyz", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never became ready",
+                self.url
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Graceful shutdown; returns the store folder for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.store_dir
+            .take()
+            .expect("the store folder is kept until stop")
+    }
+
+    pub async fn post_run(&self, body: Value) -> (u16, Value) {
+        let response = client()
+            .post(format!("{}/runs", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new).clone()
+}
+
+/// A binary of the workspace, built next to this test binary (target/release).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the whole suite (`cargo test --release`) or `cargo build --release -p {name}`",
+        path.display()
+    );
+    path
+}
