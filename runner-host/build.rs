@@ -29,24 +29,16 @@ fn main() {
         Some(path) => PathBuf::from(path),
         None => build_guest(),
     };
-    let bytes = fs::read(&wasm)
-        .unwrap_or_else(|e| panic!("cannot read the guest module {}: {e}", wasm.display()));
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let bytes = fs::read(&wasm).unwrap_or_else(|e| panic!("cannot read the guest module {}: {e}", wasm.display()));
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     println!("cargo:rerun-if-changed={}", wasm.display());
     println!("cargo:rustc-env=RUNNER_GUEST_WASM_PATH={}", wasm.display());
     println!("cargo:rustc-env=RUNNER_GUEST_SHA256={digest}");
 }
 
 fn build_guest() -> PathBuf {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir
-        .parent()
-        .expect("runner-host sits in the workspace")
-        .to_path_buf();
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().expect("runner-host sits in the workspace").to_path_buf();
     for input in [
         "runner-guest/src",
         "runner-guest/Cargo.toml",
@@ -63,15 +55,7 @@ fn build_guest() -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .current_dir(&workspace)
-        .args([
-            "build",
-            "--package",
-            "runner-guest",
-            "--target",
-            GUEST_TARGET,
-            "--profile",
-            GUEST_PROFILE,
-        ])
+        .args(["build", "--package", "runner-guest", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE])
         .arg("--target-dir")
         .arg(&target_dir)
         // Cargo reads a build script's stdout for directives: keep cargo's own chatter off it.
@@ -87,19 +71,14 @@ fn build_guest() -> PathBuf {
             command.env_remove(name);
         }
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the guest: {e}"));
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run cargo to build the guest: {e}"));
     if !status.success() {
         panic!(
             "building runner-guest for {GUEST_TARGET} failed ({status}). It needs `rustup target add {GUEST_TARGET}`, \
              clang and Debian's wasi-libc (see README.md, Prerequisites)"
         );
     }
-    target_dir
-        .join(GUEST_TARGET)
-        .join(GUEST_PROFILE)
-        .join("runner-guest.wasm")
+    target_dir.join(GUEST_TARGET).join(GUEST_PROFILE).join("runner-guest.wasm")
 }
 
 /// Variables cargo sets for a build script (or for the host build) that would leak

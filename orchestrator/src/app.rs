@@ -62,19 +62,12 @@ impl AppState {
         }
     }
 
-    /// A request for `sql` over `dataset` with the service's limits.
-    pub fn run_request(
-        &self,
-        dataset: &Dataset,
-        sql: &str,
-        timeout_ms: u64,
-        max_rows: u64,
-    ) -> RunRequest {
-        let mut request = runner_host::request_for(dataset, sql);
+    /// A request for `sql` over `dataset` with the service's limits, or tighter
+    /// `timeout_ms` and `max_rows`.
+    pub fn run_request(&self, dataset: &Dataset, sql: &str, timeout_ms: u64, max_rows: u64) -> RunRequest {
+        let mut request = self.config.run_request(dataset, sql);
         request.timeout_ms = timeout_ms;
         request.max_rows = max_rows;
-        request.max_output_bytes = self.config.max_output_bytes;
-        request.memory_limit_bytes = self.config.memory_limit_bytes();
         request
     }
 }
@@ -93,10 +86,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -110,18 +100,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(value)| ApiJson(value))
-            .map_err(ApiError::from)
+        Json::<T>::from_request(req, state).await.map(|Json(value)| ApiJson(value)).map_err(ApiError::from)
     }
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 async fn create_run(
@@ -159,28 +143,18 @@ async fn get_run(
     Ok(Json(runs::get(&state, &run_id).await?.into()))
 }
 
-async fn get_run_status(
-    State(state): State<SharedState>,
-    Path(run_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_run_status(State(state): State<SharedState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let record = runs::get(&state, &run_id).await?;
-    Ok(Json(
-        json!({ "run_id": record.run_id, "status": record.status }),
-    ))
+    Ok(Json(json!({ "run_id": record.run_id, "status": record.status })))
 }
 
 async fn list_datasets(State(state): State<SharedState>) -> Json<Value> {
     Json(json!({ "datasets": datasets::list(&state) }))
 }
 
-async fn get_schema(
-    State(state): State<SharedState>,
-    Path(dataset_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_schema(State(state): State<SharedState>, Path(dataset_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let view = datasets::schema(&state, &dataset_id).await?;
-    Ok(Json(
-        serde_json::to_value(view.as_ref()).unwrap_or(Value::Null),
-    ))
+    Ok(Json(serde_json::to_value(view.as_ref()).unwrap_or(Value::Null)))
 }
 
 async fn healthz() -> Json<Value> {
@@ -215,19 +189,11 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 
 async fn metrics(State(state): State<SharedState>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        kind::NOT_FOUND,
-        format!("no route for {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, kind::NOT_FOUND, format!("no route for {}", uri.path()))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
@@ -239,22 +205,12 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 }
 
 /// Counts every request by method, route template and status.
-async fn count_requests(
-    State(state): State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn count_requests(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
+    let labels = HttpLabels { method, route, status: response.status().as_u16() };
     state.metrics.http_requests.get_or_create(&labels).inc();
     response
 }

@@ -20,11 +20,7 @@ pub struct Catalog {
 impl Catalog {
     pub fn load(dir: &Path) -> Result<Catalog, RegistryError> {
         let registry = Registry::load(dir)?;
-        Ok(Catalog {
-            dir: dir.to_path_buf(),
-            registry,
-            computed: RwLock::default(),
-        })
+        Ok(Catalog { dir: dir.to_path_buf(), registry, computed: RwLock::default() })
     }
 
     /// The datasets folder (the runner image's `/data`).
@@ -47,13 +43,10 @@ impl Catalog {
     /// The dataset's version hash: the registry's, else the computed one (once
     /// [`Catalog::compute_missing_hashes`] has run).
     pub fn version_hash(&self, dataset: &Dataset) -> Option<String> {
-        dataset.version_hash.clone().or_else(|| {
-            self.computed
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&dataset.id)
-                .cloned()
-        })
+        dataset
+            .version_hash
+            .clone()
+            .or_else(|| self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&dataset.id).cloned())
     }
 
     /// Hashes the files of datasets whose registry entry has no version hash, with the
@@ -62,10 +55,7 @@ impl Catalog {
         for dataset in self.datasets().iter().filter(|d| d.version_hash.is_none()) {
             match hash_dataset(&self.dir, dataset) {
                 Ok(hash) => {
-                    self.computed
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(dataset.id.clone(), hash);
+                    self.computed.write().unwrap_or_else(|p| p.into_inner()).insert(dataset.id.clone(), hash);
                 }
                 Err(e) => {
                     tracing::warn!(dataset = %dataset.id, error = %e, "cannot compute the dataset's version hash")
@@ -111,16 +101,8 @@ mod tests {
     fn computed_hash_matches_the_generators() {
         let catalog = Catalog::load(&datasets_dir()).unwrap();
         for dataset in catalog.datasets() {
-            let recorded = dataset
-                .version_hash
-                .clone()
-                .expect("our registry records hashes");
-            assert_eq!(
-                hash_dataset(catalog.dir(), dataset).unwrap(),
-                recorded,
-                "{}",
-                dataset.id
-            );
+            let recorded = dataset.version_hash.clone().expect("our registry records hashes");
+            assert_eq!(hash_dataset(catalog.dir(), dataset).unwrap(), recorded, "{}", dataset.id);
         }
     }
 

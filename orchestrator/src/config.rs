@@ -35,12 +35,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address the HTTP service listens on.
-    #[arg(
-        long,
-        env = "LISTEN_ADDR",
-        default_value = "0.0.0.0:8000",
-        global = true
-    )]
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000", global = true)]
     pub listen_addr: SocketAddr,
 
     /// Folder holding registry.json and the CSV files.
@@ -52,12 +47,7 @@ pub struct Config {
     pub sandbox_provider: ProviderKind,
 
     /// Wall-clock limit of a run.
-    #[arg(
-        long,
-        env = "RUN_TIMEOUT_SECONDS",
-        default_value_t = 10.0,
-        global = true
-    )]
+    #[arg(long, env = "RUN_TIMEOUT_SECONDS", default_value_t = 10.0, global = true)]
     pub run_timeout_seconds: f64,
 
     /// Rows a run returns at most (more set `truncated`).
@@ -69,12 +59,7 @@ pub struct Config {
     pub max_output_bytes: u64,
 
     /// Memory a run's wasm guest may use, in MiB.
-    #[arg(
-        long,
-        env = "RUN_MEMORY_LIMIT_MB",
-        default_value_t = 256,
-        global = true
-    )]
+    #[arg(long, env = "RUN_MEMORY_LIMIT_MB", default_value_t = 256, global = true)]
     pub run_memory_limit_mb: u64,
 
     /// Runs executing at once; more wait up to QUEUE_TIMEOUT_MS, then get 503.
@@ -87,12 +72,7 @@ pub struct Config {
     pub queue_timeout_ms: u64,
 
     /// The SQLite file holding run records. Default: .data/runs.sqlite.
-    #[arg(
-        long,
-        env = "RUN_STORE_PATH",
-        default_value = ".data/runs.sqlite",
-        global = true
-    )]
+    #[arg(long, env = "RUN_STORE_PATH", default_value = ".data/runs.sqlite", global = true)]
     pub run_store_path: PathBuf,
 
     /// Largest request body accepted (413 beyond).
@@ -137,27 +117,22 @@ pub struct Config {
 /// Settings of the Kubernetes provider (`SANDBOX_PROVIDER=k8s`).
 #[derive(Debug, Clone, Args)]
 pub struct K8sConfig {
+    /// The kubeconfig to use outside a cluster. Default: the in-cluster service
+    /// account when in a pod, else ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Namespace the runner Jobs are created in. Default: the pod's own namespace in
     /// a cluster, else the kubeconfig's.
     #[arg(long, env = "K8S_NAMESPACE", global = true)]
     pub k8s_namespace: Option<String>,
 
     /// The runner image (runner-host, the precompiled guest, the datasets at /data).
-    #[arg(
-        long,
-        env = "RUNNER_IMAGE",
-        default_value = "csv-analyst-runner:dev",
-        global = true
-    )]
+    #[arg(long, env = "RUNNER_IMAGE", default_value = "csv-analyst-runner:dev", global = true)]
     pub runner_image: String,
 
     /// Image pull policy of the runner container: Always, IfNotPresent or Never.
-    #[arg(
-        long,
-        env = "K8S_IMAGE_PULL_POLICY",
-        default_value = "IfNotPresent",
-        global = true
-    )]
+    #[arg(long, env = "K8S_IMAGE_PULL_POLICY", default_value = "IfNotPresent", global = true)]
     pub k8s_image_pull_policy: String,
 
     /// CPU limit (and request) of the runner container.
@@ -170,12 +145,7 @@ pub struct K8sConfig {
     pub k8s_memory_limit: Option<String>,
 
     /// Seconds a finished Job stays before Kubernetes deletes it.
-    #[arg(
-        long,
-        env = "K8S_JOB_TTL_SECONDS",
-        default_value_t = 300,
-        global = true
-    )]
+    #[arg(long, env = "K8S_JOB_TTL_SECONDS", default_value_t = 300, global = true)]
     pub k8s_job_ttl_seconds: i32,
 
     /// Delete each Job (background propagation) as soon as its result is read.
@@ -192,22 +162,17 @@ pub struct K8sConfig {
     pub k8s_service_account_name: Option<String>,
 
     /// Jobs running at once (the k8s provider's MAX_CONCURRENT_RUNS).
-    #[arg(
-        long,
-        env = "K8S_MAX_CONCURRENT_JOBS",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "K8S_MAX_CONCURRENT_JOBS", default_value_t = 16, global = true)]
     pub k8s_max_concurrent_jobs: usize,
+
+    /// Seconds past the run timeout before Kubernetes kills a runner Job
+    /// (its activeDeadlineSeconds is the run timeout plus this).
+    #[arg(long, env = "K8S_JOB_DEADLINE_GRACE_SECONDS", default_value_t = 30, global = true)]
+    pub k8s_job_deadline_grace_seconds: i64,
 
     /// How long a runner pod may wait to start (scheduling, image pull) before the
     /// run fails.
-    #[arg(
-        long,
-        env = "K8S_POD_START_TIMEOUT_SECONDS",
-        default_value_t = 60,
-        global = true
-    )]
+    #[arg(long, env = "K8S_POD_START_TIMEOUT_SECONDS", default_value_t = 60, global = true)]
     pub k8s_pod_start_timeout_seconds: u64,
 }
 
@@ -228,8 +193,7 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::Parser;
-        let args = std::iter::once(std::ffi::OsString::from("orchestrator"))
-            .chain(args.into_iter().map(Into::into));
+        let args = std::iter::once(std::ffi::OsString::from("orchestrator")).chain(args.into_iter().map(Into::into));
         ConfigOnly::try_parse_from(args).map(|c| c.config)
     }
 
@@ -239,6 +203,16 @@ impl Config {
 
     pub fn memory_limit_bytes(&self) -> u64 {
         self.run_memory_limit_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// A request for `sql` over `dataset` with this configuration's limits.
+    pub fn run_request(&self, dataset: &protocol::registry::Dataset, sql: &str) -> protocol::RunRequest {
+        let mut request = runner_host::request_for(dataset, sql);
+        request.timeout_ms = self.run_timeout().as_millis() as u64;
+        request.max_rows = self.max_rows;
+        request.max_output_bytes = self.max_output_bytes;
+        request.memory_limit_bytes = self.memory_limit_bytes();
+        request
     }
 
     /// Runs executing at once, for the configured provider.
@@ -265,6 +239,9 @@ impl Config {
         }
         if !["Always", "IfNotPresent", "Never"].contains(&self.k8s.k8s_image_pull_policy.as_str()) {
             return Err("K8S_IMAGE_PULL_POLICY must be Always, IfNotPresent or Never".into());
+        }
+        if self.k8s.k8s_job_deadline_grace_seconds < 1 {
+            return Err("K8S_JOB_DEADLINE_GRACE_SECONDS must be at least 1".into());
         }
         if self.k8s.k8s_job_ttl_seconds < 0 {
             return Err("K8S_JOB_TTL_SECONDS must not be negative".into());

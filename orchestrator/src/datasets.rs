@@ -70,11 +70,7 @@ pub fn list(state: &AppState) -> Vec<DatasetView> {
         .iter()
         .map(|d| DatasetView {
             id: d.id.clone(),
-            name: if d.name.is_empty() {
-                d.id.clone()
-            } else {
-                d.name.clone()
-            },
+            name: if d.name.is_empty() { d.id.clone() } else { d.name.clone() },
             description: d.description.clone(),
             prompts: d.prompts.clone(),
             version_hash: state.catalog.version_hash(d),
@@ -93,17 +89,11 @@ pub fn list(state: &AppState) -> Vec<DatasetView> {
 }
 
 pub async fn schema(state: &AppState, dataset_id: &str) -> Result<Arc<SchemaView>, ApiError> {
-    let dataset = state
-        .catalog
-        .dataset(dataset_id)
-        .ok_or_else(|| unknown_dataset(state, dataset_id))?;
+    let dataset = state.catalog.dataset(dataset_id).ok_or_else(|| unknown_dataset(state, dataset_id))?;
     if let Some(cached) = state.schemas.lock().await.get(dataset_id) {
         return Ok(cached.clone());
     }
-    state
-        .provider
-        .accepting()
-        .map_err(|reason| ApiError::unavailable(kind::SANDBOX_NOT_READY, reason, 5))?;
+    state.provider.accepting().map_err(|reason| ApiError::unavailable(kind::SANDBOX_NOT_READY, reason, 5))?;
     let mut tables = Vec::new();
     for file in &dataset.files {
         tables.push(table_schema(state, dataset, file).await?);
@@ -114,36 +104,18 @@ pub async fn schema(state: &AppState, dataset_id: &str) -> Result<Arc<SchemaView
         tables,
     });
     if view.tables.iter().all(|t| t.error.is_none()) {
-        state
-            .schemas
-            .lock()
-            .await
-            .insert(dataset.id.clone(), view.clone());
+        state.schemas.lock().await.insert(dataset.id.clone(), view.clone());
     }
     Ok(view)
 }
 
-async fn table_schema(
-    state: &AppState,
-    dataset: &Dataset,
-    file: &DatasetFile,
-) -> Result<TableSchema, ApiError> {
+async fn table_schema(state: &AppState, dataset: &Dataset, file: &DatasetFile) -> Result<TableSchema, ApiError> {
     let table = file.table_name();
     let quoted = format!("\"{}\"", table.replace('"', "\"\""));
-    let sample = sandbox_query(
-        state,
-        dataset,
-        &format!("SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}"),
-    )
-    .await?;
+    let sample = sandbox_query(state, dataset, &format!("SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}")).await?;
     let described = file.columns();
-    let description = |name: &str| {
-        described
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.description.clone())
-            .unwrap_or_default()
-    };
+    let description =
+        |name: &str| described.iter().find(|c| c.name == name).map(|c| c.description.clone()).unwrap_or_default();
     if sample.status != RunStatus::Success {
         let columns = described
             .iter()
@@ -164,13 +136,7 @@ async fn table_schema(
     let columns = sample
         .columns
         .iter()
-        .zip(
-            sample
-                .column_types
-                .iter()
-                .map(String::as_str)
-                .chain(std::iter::repeat("")),
-        )
+        .zip(sample.column_types.iter().map(String::as_str).chain(std::iter::repeat("")))
         .map(|(name, ty)| ColumnView {
             name: name.clone(),
             column_type: ty.to_string(),
@@ -180,30 +146,15 @@ async fn table_schema(
     let row_count = match file.row_count {
         Some(n) => Some(n),
         None => {
-            let counted =
-                sandbox_query(state, dataset, &format!("SELECT COUNT(*) FROM {quoted}")).await?;
-            counted
-                .rows
-                .first()
-                .and_then(|row| row.first())
-                .and_then(Value::as_u64)
+            let counted = sandbox_query(state, dataset, &format!("SELECT COUNT(*) FROM {quoted}")).await?;
+            counted.rows.first().and_then(|row| row.first()).and_then(Value::as_u64)
         }
     };
-    Ok(TableSchema {
-        name: table,
-        row_count,
-        columns,
-        sample_rows: sample.rows,
-        error: None,
-    })
+    Ok(TableSchema { name: table, row_count, columns, sample_rows: sample.rows, error: None })
 }
 
 /// Runs an internal query (not recorded as a run) in the sandbox, in a run slot.
-async fn sandbox_query(
-    state: &AppState,
-    dataset: &Dataset,
-    sql: &str,
-) -> Result<protocol::RunResult, ApiError> {
+async fn sandbox_query(state: &AppState, dataset: &Dataset, sql: &str) -> Result<protocol::RunResult, ApiError> {
     let permit = state.acquire_slot().await?;
     let timeout_ms = state.config.run_timeout().as_millis() as u64;
     let request = state.run_request(dataset, sql, timeout_ms, SAMPLE_ROWS);

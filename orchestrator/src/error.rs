@@ -38,12 +38,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-            retry_after: None,
-        }
+        ApiError { status, kind, message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -51,10 +46,7 @@ impl ApiError {
     }
 
     pub fn unavailable(kind: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
-        ApiError {
-            retry_after: Some(retry_after),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, kind, message)
-        }
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, kind, message) }
     }
 }
 
@@ -63,9 +55,7 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "type": self.kind, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -90,11 +80,7 @@ impl From<JsonRejection> for ApiError {
                 format!("the request is invalid: {}", source_text(&e)),
             ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    kind::PAYLOAD_TOO_LARGE,
-                    "the request body is too large",
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, kind::PAYLOAD_TOO_LARGE, "the request body is too large")
             }
             other => ApiError::new(other.status(), kind::INVALID_REQUEST, other.body_text()),
         }

@@ -31,6 +31,19 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Print (as YAML) the Kubernetes Job that SANDBOX_PROVIDER=k8s would create
+    /// for a query, with the same settings: for review, or `kubectl apply -f -`.
+    RenderJob {
+        /// The dataset id, as in registry.json.
+        #[arg(long)]
+        dataset: String,
+        /// The SQL query (checked against the SQL policy first).
+        #[arg(long)]
+        sql: String,
+        /// The run id the Job is named after. Default: a new one.
+        #[arg(long)]
+        run_id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,11 +54,11 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
+        Command::RenderJob { dataset, sql, run_id } => render_job(&cli.config, &dataset, &sql, run_id),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("orchestrator: {e:#}");
             ExitCode::FAILURE
         }
@@ -53,18 +66,36 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(orchestrator::server::run(config))
 }
 
+fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<String>) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let catalog = orchestrator::catalog::Catalog::load(&config.datasets_dir)?;
+    let dataset = catalog.dataset(dataset_id).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no dataset {dataset_id:?} in {}; datasets: {}",
+            config.datasets_dir.display(),
+            catalog.ids().join(", ")
+        )
+    })?;
+    let scope = orchestrator::policy::Scope { dataset_id: dataset.id.clone(), tables: dataset.table_names() };
+    if let Err(refusal) = orchestrator::policy::check(sql, &scope) {
+        anyhow::bail!("the query would not run ({}): {}", refusal.error_type, refusal.message);
+    }
+    let request = config.run_request(dataset, sql);
+    let namespace = config.k8s.k8s_namespace.as_deref().unwrap_or("default");
+    let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let job = orchestrator::sandbox::k8s::job::build(config, namespace, &run_id, &request);
+    print!("{}", serde_yaml_ng::to_string(&job)?);
+    Ok(())
+}
+
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log_level)
-        .map_err(|e| format!("invalid LOG_LEVEL {:?}: {e}", config.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_new(&config.log_level).map_err(|e| format!("invalid LOG_LEVEL {:?}: {e}", config.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

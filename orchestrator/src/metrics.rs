@@ -48,26 +48,12 @@ impl Default for Metrics {
         let run_duration = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
-        registry.register(
-            "run_duration_seconds",
-            "Run latency from acceptance to result",
-            run_duration.clone(),
-        );
+        registry.register("run_duration_seconds", "Run latency from acceptance to result", run_duration.clone());
         let in_flight = Gauge::<i64, AtomicI64>::default();
         registry.register("runs_in_flight", "Runs executing now", in_flight.clone());
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by method, route and status",
-            http_requests.clone(),
-        );
-        Metrics {
-            registry,
-            runs,
-            run_duration,
-            in_flight,
-            http_requests,
-        }
+        registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
+        Metrics { registry, runs, run_duration, in_flight, http_requests }
     }
 }
 
@@ -75,8 +61,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
 }

@@ -21,8 +21,7 @@ use std::ops::ControlFlow;
 
 use protocol::ErrorType;
 use sqlparser::ast::{
-    DescribeAlias, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor,
-    Visit, Visitor,
+    DescribeAlias, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -37,8 +36,7 @@ const ALLOWED_TABLE_FUNCTIONS: [&str; 3] = ["generate_series", "range", "unnest"
 /// Stack of the thread the check runs on.
 const CHECK_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-const ALLOWED: &str =
-    "only read-only queries are allowed: SELECT, WITH ... SELECT, VALUES, or EXPLAIN of one";
+const ALLOWED: &str = "only read-only queries are allowed: SELECT, WITH ... SELECT, VALUES, or EXPLAIN of one";
 
 /// Why a query was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +47,7 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
-        Refusal {
-            error_type,
-            message: message.into(),
-        }
+        Refusal { error_type, message: message.into() }
     }
 
     fn not_allowed(message: impl Into<String>) -> Self {
@@ -82,35 +77,19 @@ pub fn check(sql: &str, scope: &Scope) -> Result<Approved, Refusal> {
             .name("sql-policy".into())
             .stack_size(CHECK_STACK_BYTES)
             .spawn_scoped(s, || check_here(sql, scope))
-            .map_err(|e| {
-                Refusal::new(
-                    ErrorType::Internal,
-                    format!("cannot start the policy check: {e}"),
-                )
-            })?
+            .map_err(|e| Refusal::new(ErrorType::Internal, format!("cannot start the policy check: {e}")))?
             .join()
-            .unwrap_or_else(|_| {
-                Err(Refusal::new(
-                    ErrorType::Internal,
-                    "the SQL policy check panicked",
-                ))
-            })
+            .unwrap_or_else(|_| Err(Refusal::new(ErrorType::Internal, "the SQL policy check panicked")))
     })
 }
 
 fn check_here(sql: &str, scope: &Scope) -> Result<Approved, Refusal> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize()
-        .map_err(|e| Refusal::new(ErrorType::SqlParseError, e.to_string()))?;
-    let counted = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .count();
+    let tokens =
+        Tokenizer::new(&dialect, sql).tokenize().map_err(|e| Refusal::new(ErrorType::SqlParseError, e.to_string()))?;
+    let counted = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).count();
     if counted > MAX_TOKENS {
-        return Err(Refusal::not_allowed(format!(
-            "the query has {counted} tokens; at most {MAX_TOKENS} are allowed"
-        )));
+        return Err(Refusal::not_allowed(format!("the query has {counted} tokens; at most {MAX_TOKENS} are allowed")));
     }
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
@@ -137,39 +116,22 @@ fn check_here(sql: &str, scope: &Scope) -> Result<Approved, Refusal> {
 
     let (query, explain) = match statement {
         Statement::Query(query) => (query.as_ref(), false),
-        Statement::Explain {
-            describe_alias: DescribeAlias::Explain,
-            statement,
-            ..
-        } => match statement.as_ref() {
+        Statement::Explain { describe_alias: DescribeAlias::Explain, statement, .. } => match statement.as_ref() {
             Statement::Query(query) => (query.as_ref(), true),
             other => {
-                return Err(Refusal::not_allowed(format!(
-                    "EXPLAIN {} is not allowed; {ALLOWED}",
-                    kind(other)
-                )));
+                return Err(Refusal::not_allowed(format!("EXPLAIN {} is not allowed; {ALLOWED}", kind(other))));
             }
         },
         other => {
-            return Err(Refusal::not_allowed(format!(
-                "{} is not allowed; {ALLOWED}",
-                kind(other)
-            )));
+            return Err(Refusal::not_allowed(format!("{} is not allowed; {ALLOWED}", kind(other))));
         }
     };
 
-    let mut checker = Checker {
-        scope,
-        ctes: HashSet::new(),
-        tables: Vec::new(),
-    };
+    let mut checker = Checker { scope, ctes: HashSet::new(), tables: Vec::new() };
     if let ControlFlow::Break(refusal) = query.visit(&mut checker) {
         return Err(refusal);
     }
-    Ok(Approved {
-        tables: checker.tables,
-        explain,
-    })
+    Ok(Approved { tables: checker.tables, explain })
 }
 
 /// Words that start statements which are not queries.
@@ -218,9 +180,7 @@ fn leading_keyword(tokens: &[Token]) -> Option<String> {
 fn parse_refusal(error: ParserError) -> Refusal {
     let message = match error {
         ParserError::RecursionLimitExceeded => {
-            format!(
-                "the query is nested too deeply (the parser's limit is {RECURSION_LIMIT} levels)"
-            )
+            format!("the query is nested too deeply (the parser's limit is {RECURSION_LIMIT} levels)")
         }
         ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
     };
@@ -257,9 +217,7 @@ impl Checker<'_> {
             })
             .collect();
         if parts.len() != name.0.len() {
-            return ControlFlow::Break(Refusal::not_allowed(format!(
-                "table name {name} is not allowed"
-            )));
+            return ControlFlow::Break(Refusal::not_allowed(format!("table name {name} is not allowed")));
         }
         if parts.iter().any(|p| looks_like_path(p)) {
             return ControlFlow::Break(Refusal::not_allowed(format!(
@@ -283,11 +241,7 @@ impl Checker<'_> {
             _ => return ControlFlow::Break(self.unknown(&name.to_string())),
         };
         let found = self.scope.tables.iter().find(|t| {
-            if table.quote_style.is_some() {
-                **t == table.value
-            } else {
-                t.eq_ignore_ascii_case(&table.value)
-            }
+            if table.quote_style.is_some() { **t == table.value } else { t.eq_ignore_ascii_case(&table.value) }
         });
         match found {
             Some(t) => {
@@ -315,22 +269,14 @@ impl Checker<'_> {
 
 /// SQL folds unquoted identifiers to lower case (as DataFusion does); quoted ones stay.
 fn normalize(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
 }
 
 fn looks_like_path(ident: &Ident) -> bool {
     let v = ident.value.to_lowercase();
     ident.quote_style == Some('\'')
         || v.contains(['/', '\\', ':'])
-        || [
-            ".csv", ".parquet", ".json", ".arrow", ".avro", ".tsv", ".txt",
-        ]
-        .iter()
-        .any(|ext| v.ends_with(ext))
+        || [".csv", ".parquet", ".json", ".arrow", ".avro", ".tsv", ".txt"].iter().any(|ext| v.ends_with(ext))
 }
 
 impl Visitor for Checker<'_> {
@@ -352,11 +298,7 @@ impl Visitor for Checker<'_> {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
         match factor {
-            TableFactor::Table {
-                name,
-                args: Some(_),
-                ..
-            } => {
+            TableFactor::Table { name, args: Some(_), .. } => {
                 let function = name.to_string().to_lowercase();
                 if ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str()) {
                     ControlFlow::Continue(())
@@ -368,9 +310,9 @@ impl Visitor for Checker<'_> {
                 }
             }
             TableFactor::Table { name, .. } => self.check_table(name),
-            TableFactor::Derived { .. }
-            | TableFactor::NestedJoin { .. }
-            | TableFactor::UNNEST { .. } => ControlFlow::Continue(()),
+            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } | TableFactor::UNNEST { .. } => {
+                ControlFlow::Continue(())
+            }
             TableFactor::Pivot { .. } | TableFactor::Unpivot { .. } => ControlFlow::Continue(()),
             other => ControlFlow::Break(Refusal::not_allowed(format!(
                 "{} in FROM is not allowed; read the dataset's tables: {}",
@@ -384,9 +326,9 @@ impl Visitor for Checker<'_> {
 /// Only query bodies: no INSERT/UPDATE/DELETE hiding in a query, no SELECT INTO.
 fn check_body(body: &SetExpr) -> ControlFlow<Refusal> {
     match body {
-        SetExpr::Select(select) if select.into.is_some() => ControlFlow::Break(
-            Refusal::not_allowed(format!("SELECT ... INTO creates a table; {ALLOWED}")),
-        ),
+        SetExpr::Select(select) if select.into.is_some() => {
+            ControlFlow::Break(Refusal::not_allowed(format!("SELECT ... INTO creates a table; {ALLOWED}")))
+        }
         SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => ControlFlow::Continue(()),
         SetExpr::SetOperation { left, right, .. } => {
             check_body(left)?;
@@ -400,10 +342,7 @@ fn check_body(body: &SetExpr) -> ControlFlow<Refusal> {
 }
 
 fn first_word(text: &str) -> String {
-    text.split(|c: char| c.is_whitespace() || c == '(')
-        .next()
-        .unwrap_or("this")
-        .to_uppercase()
+    text.split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or("this").to_uppercase()
 }
 
 #[cfg(test)]
@@ -427,37 +366,22 @@ mod tests {
 
     #[test]
     fn plain_queries_are_allowed_and_report_their_tables() {
-        assert_eq!(
-            allowed("SELECT COUNT(*) FROM orders").tables,
-            vec!["orders"]
-        );
+        assert_eq!(allowed("SELECT COUNT(*) FROM orders").tables, vec!["orders"]);
         let join = allowed(
             "SELECT o.status, SUM(i.price) FROM ecommerce.orders o JOIN order_items i ON o.order_id = i.order_id GROUP BY 1",
         );
         assert_eq!(join.tables, vec!["orders", "order_items"]);
-        assert_eq!(
-            allowed("VALUES (1, 'a'), (2, 'b')").tables,
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            allowed("SELECT 1 UNION ALL SELECT 2").tables,
-            Vec::<String>::new()
-        );
+        assert_eq!(allowed("VALUES (1, 'a'), (2, 'b')").tables, Vec::<String>::new());
+        assert_eq!(allowed("SELECT 1 UNION ALL SELECT 2").tables, Vec::<String>::new());
         assert!(allowed("EXPLAIN SELECT * FROM inventory").explain);
         assert!(allowed("EXPLAIN ANALYZE SELECT * FROM inventory").explain);
-        assert_eq!(
-            allowed("SELECT * FROM ORDERS").tables,
-            vec!["orders"],
-            "unquoted names fold to lower case"
-        );
+        assert_eq!(allowed("SELECT * FROM ORDERS").tables, vec!["orders"], "unquoted names fold to lower case");
     }
 
     #[test]
     fn keywords_inside_literals_and_names_are_fine() {
         allowed("SELECT 'update orders set x = 1; drop table orders' AS note FROM orders");
-        allowed(
-            "SELECT order_date AS created_at, status AS deleted FROM orders WHERE status = 'delete'",
-        );
+        allowed("SELECT order_date AS created_at, status AS deleted FROM orders WHERE status = 'delete'");
         allowed("SELECT \"update\" FROM (SELECT 1 AS \"update\") t");
     }
 
@@ -489,41 +413,19 @@ mod tests {
         ] {
             let r = refused(sql);
             assert_eq!(r.error_type, ErrorType::SqlNotAllowed, "{sql}: {r:?}");
-            assert!(
-                r.message.contains("read-only") || r.message.contains("INTO"),
-                "{sql}: {}",
-                r.message
-            );
+            assert!(r.message.contains("read-only") || r.message.contains("INTO"), "{sql}: {}", r.message);
         }
-        assert!(
-            refused("DELETE FROM orders")
-                .message
-                .starts_with("DELETE is not allowed")
-        );
+        assert!(refused("DELETE FROM orders").message.starts_with("DELETE is not allowed"));
     }
 
     #[test]
     fn other_tables_and_files_are_refused() {
         let r = refused("SELECT * FROM tickets");
         assert_eq!(r.error_type, ErrorType::UnknownTable);
-        assert!(
-            r.message.contains("orders, order_items, inventory"),
-            "{}",
-            r.message
-        );
-        assert_eq!(
-            refused("SELECT * FROM support.tickets").error_type,
-            ErrorType::UnknownTable
-        );
-        assert_eq!(
-            refused("SELECT * FROM support.orders").error_type,
-            ErrorType::UnknownTable
-        );
-        assert_eq!(
-            refused("SELECT * FROM \"ORDERS\"").error_type,
-            ErrorType::UnknownTable,
-            "quoted names are exact"
-        );
+        assert!(r.message.contains("orders, order_items, inventory"), "{}", r.message);
+        assert_eq!(refused("SELECT * FROM support.tickets").error_type, ErrorType::UnknownTable);
+        assert_eq!(refused("SELECT * FROM support.orders").error_type, ErrorType::UnknownTable);
+        assert_eq!(refused("SELECT * FROM \"ORDERS\"").error_type, ErrorType::UnknownTable, "quoted names are exact");
         for sql in [
             "SELECT * FROM '/etc/passwd'",
             "SELECT * FROM \"/data/orders.csv\"",

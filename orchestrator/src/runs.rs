@@ -95,9 +95,7 @@ pub fn state_for(result: &RunResult) -> RunState {
     match (result.status, result.error_type()) {
         (RunStatus::Success, _) => RunState::Succeeded,
         (RunStatus::Timeout, _) | (_, Some(ErrorType::Timeout)) => RunState::TimedOut,
-        (RunStatus::Error, Some(ErrorType::SqlNotAllowed | ErrorType::UnknownTable)) => {
-            RunState::Rejected
-        }
+        (RunStatus::Error, Some(ErrorType::SqlNotAllowed | ErrorType::UnknownTable)) => RunState::Rejected,
         (RunStatus::Error, _) => RunState::Failed,
     }
 }
@@ -119,26 +117,15 @@ pub async fn submit(
     if submission.sql.trim().is_empty() {
         return Err(ApiError::bad_request("sql must not be empty"));
     }
-    let dataset = state
-        .catalog
-        .dataset(&submission.dataset_id)
-        .ok_or_else(|| unknown_dataset(state, &submission.dataset_id))?;
+    let dataset =
+        state.catalog.dataset(&submission.dataset_id).ok_or_else(|| unknown_dataset(state, &submission.dataset_id))?;
     let limits = Limits::for_submission(state, &submission)?;
 
-    let scope = Scope {
-        dataset_id: dataset.id.clone(),
-        tables: dataset.table_names(),
-    };
+    let scope = Scope { dataset_id: dataset.id.clone(), tables: dataset.table_names() };
     let sql = submission.sql.clone();
     let verdict = tokio::task::spawn_blocking(move || policy::check(&sql, &scope))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                kind::INTERNAL,
-                e.to_string(),
-            )
-        })?;
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, kind::INTERNAL, e.to_string()))?;
 
     let provider = state.provider.kind().as_str().to_string();
     let mut record = RunRecord {
@@ -175,20 +162,13 @@ pub async fn submit(
         }
     };
 
-    state
-        .provider
-        .accepting()
-        .map_err(|reason| ApiError::unavailable(kind::SANDBOX_NOT_READY, reason, 5))?;
+    state.provider.accepting().map_err(|reason| ApiError::unavailable(kind::SANDBOX_NOT_READY, reason, 5))?;
     let permit = state.acquire_slot().await?;
 
     let queued_ms = ms(accepted.elapsed());
     record.started_at = Some(now());
     record.queued_ms = Some(queued_ms);
-    state
-        .store
-        .insert(record.clone())
-        .await
-        .map_err(store_unavailable)?;
+    state.store.insert(record.clone()).await.map_err(store_unavailable)?;
 
     let request = state.run_request(dataset, &submission.sql, limits.timeout_ms, limits.max_rows);
     state.metrics.in_flight.inc();
@@ -203,21 +183,14 @@ pub async fn submit(
     let finish = Finish {
         status,
         result: serde_json::to_value(&result).unwrap_or(Value::Null),
-        error_type: result
-            .error
-            .as_ref()
-            .map(|e| e.error_type.as_str().to_string()),
+        error_type: result.error.as_ref().map(|e| e.error_type.as_str().to_string()),
         error_message: result.error.as_ref().map(|e| e.message.clone()),
         job_name: execution.job_name.clone(),
         finished_at: now(),
         run_ms: Some(run_ms),
         total_ms,
     };
-    state
-        .store
-        .finish(&record.run_id, finish)
-        .await
-        .map_err(store_unavailable)?;
+    state.store.finish(&record.run_id, finish).await.map_err(store_unavailable)?;
     observe(state, &record, status, &result, total_ms);
 
     Ok(RunResponse {
@@ -248,16 +221,9 @@ async fn finish_refused(
     let status = state_for(&result);
     record.status = status;
     record.result = Some(serde_json::to_value(&result).unwrap_or(Value::Null));
-    record.error_type = result
-        .error
-        .as_ref()
-        .map(|e| e.error_type.as_str().to_string());
+    record.error_type = result.error.as_ref().map(|e| e.error_type.as_str().to_string());
     record.error_message = result.error.as_ref().map(|e| e.message.clone());
-    state
-        .store
-        .insert(record.clone())
-        .await
-        .map_err(store_unavailable)?;
+    state.store.insert(record.clone()).await.map_err(store_unavailable)?;
     observe(state, &record, status, &result, total_ms);
     Ok(RunResponse {
         run_id: record.run_id,
@@ -279,27 +245,14 @@ async fn finish_refused(
 }
 
 /// Metrics and the one log line per run.
-fn observe(
-    state: &AppState,
-    record: &RunRecord,
-    status: RunState,
-    result: &RunResult,
-    total_ms: f64,
-) {
+fn observe(state: &AppState, record: &RunRecord, status: RunState, result: &RunResult, total_ms: f64) {
     let provider = record.sandbox_provider.clone();
     state
         .metrics
         .runs
-        .get_or_create(&RunLabels {
-            status: status.as_str().to_string(),
-            provider: provider.clone(),
-        })
+        .get_or_create(&RunLabels { status: status.as_str().to_string(), provider: provider.clone() })
         .inc();
-    state
-        .metrics
-        .run_duration
-        .get_or_create(&ProviderLabels { provider })
-        .observe(total_ms / 1000.0);
+    state.metrics.run_duration.get_or_create(&ProviderLabels { provider }).observe(total_ms / 1000.0);
     tracing::info!(
         run_id = %record.run_id,
         dataset = %record.dataset_id,
@@ -324,23 +277,16 @@ impl Limits {
         let service_timeout_ms = state.config.run_timeout().as_millis() as u64;
         let timeout_ms = match submission.timeout_seconds {
             None => service_timeout_ms,
-            Some(t) if t > 0.0 && t.is_finite() => {
-                ((t * 1000.0).ceil() as u64).clamp(1, service_timeout_ms)
-            }
+            Some(t) if t > 0.0 && t.is_finite() => ((t * 1000.0).ceil() as u64).clamp(1, service_timeout_ms),
             Some(_) => {
-                return Err(ApiError::bad_request(
-                    "timeout_seconds must be a positive number",
-                ));
+                return Err(ApiError::bad_request("timeout_seconds must be a positive number"));
             }
         };
         let max_rows = match submission.max_rows {
             None => state.config.max_rows,
             Some(n) => n.min(state.config.max_rows),
         };
-        Ok(Limits {
-            timeout_ms,
-            max_rows,
-        })
+        Ok(Limits { timeout_ms, max_rows })
     }
 }
 
@@ -348,20 +294,13 @@ pub fn unknown_dataset(state: &AppState, id: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
         kind::UNKNOWN_DATASET,
-        format!(
-            "no dataset {id:?}; datasets: {}",
-            state.catalog.ids().join(", ")
-        ),
+        format!("no dataset {id:?}; datasets: {}", state.catalog.ids().join(", ")),
     )
 }
 
 fn store_unavailable(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "run store failure");
-    ApiError::unavailable(
-        kind::STORE_UNAVAILABLE,
-        format!("the run store is unavailable: {e}"),
-        5,
-    )
+    ApiError::unavailable(kind::STORE_UNAVAILABLE, format!("the run store is unavailable: {e}"), 5)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -398,13 +337,9 @@ pub struct Timings {
 
 impl From<RunRecord> for RunRecordView {
     fn from(r: RunRecord) -> Self {
-        let result = r
-            .result
-            .and_then(|v| serde_json::from_value::<RunResult>(v).ok())
-            .map(ApiResult::from);
-        let error = r.error_type.map(
-            |t| serde_json::json!({ "type": t, "message": r.error_message.unwrap_or_default() }),
-        );
+        let result = r.result.and_then(|v| serde_json::from_value::<RunResult>(v).ok()).map(ApiResult::from);
+        let error =
+            r.error_type.map(|t| serde_json::json!({ "type": t, "message": r.error_message.unwrap_or_default() }));
         RunRecordView {
             run_id: r.run_id,
             status: r.status,
@@ -421,11 +356,7 @@ impl From<RunRecord> for RunRecordView {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
-            timings: Timings {
-                queued_ms: r.queued_ms,
-                run_ms: r.run_ms,
-                total_ms: r.total_ms,
-            },
+            timings: Timings { queued_ms: r.queued_ms, run_ms: r.run_ms, total_ms: r.total_ms },
         }
     }
 }
@@ -463,26 +394,15 @@ impl From<RunRecord> for RunSummary {
 }
 
 pub async fn get(state: &AppState, run_id: &str) -> Result<RunRecord, ApiError> {
-    state
-        .store
-        .get(run_id)
-        .await
-        .map_err(store_unavailable)?
-        .ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                kind::RUN_NOT_FOUND,
-                format!("no run {run_id:?}"),
-            )
-        })
+    state.store.get(run_id).await.map_err(store_unavailable)?.ok_or_else(|| {
+        ApiError::new(axum::http::StatusCode::NOT_FOUND, kind::RUN_NOT_FOUND, format!("no run {run_id:?}"))
+    })
 }
 
 pub async fn list(state: &AppState, limit: Option<usize>) -> Result<Vec<RunSummary>, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if limit == 0 || limit > MAX_LIST_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIST_LIMIT}"
-        )));
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
     }
     let records = state.store.list(limit).await.map_err(store_unavailable)?;
     Ok(records.into_iter().map(RunSummary::from).collect())

@@ -20,38 +20,27 @@ use crate::store::Store;
 /// Builds the service's state. Must run inside a tokio runtime (the local provider
 /// starts loading its module in the background).
 pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
-    config
-        .validate()
-        .map_err(anyhow::Error::msg)
-        .context("invalid configuration")?;
-    let catalog = Arc::new(Catalog::load(&config.datasets_dir).with_context(|| {
-        format!(
-            "cannot load the datasets of DATASETS_DIR={}",
-            config.datasets_dir.display()
-        )
-    })?);
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let catalog = Arc::new(
+        Catalog::load(&config.datasets_dir)
+            .with_context(|| format!("cannot load the datasets of DATASETS_DIR={}", config.datasets_dir.display()))?,
+    );
     let hashing = catalog.clone();
     tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
 
     let (store, interrupted) = Store::open(&config.run_store_path)?;
     if interrupted > 0 {
-        tracing::warn!(
-            runs = interrupted,
-            "marked runs left unfinished by the previous process as interrupted"
-        );
+        tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
     }
     let provider = match config.sandbox_provider {
         ProviderKind::Local => {
             let options = SandboxOptions {
                 module: ModuleSource::from_option(config.runner_module.clone()),
-                cache_dir: config
-                    .runner_cache_dir
-                    .clone()
-                    .or_else(module::default_cache_dir),
+                cache_dir: config.runner_cache_dir.clone().or_else(module::default_cache_dir),
             };
             Provider::Local(LocalProvider::start(options, config.datasets_dir.clone()))
         }
-        ProviderKind::K8s => Provider::K8s(K8sProvider::connect(&config).await?),
+        ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
     let slots = Arc::new(Semaphore::new(config.concurrency()));
     Ok(Arc::new(AppState {

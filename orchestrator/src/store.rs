@@ -147,10 +147,8 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(|e| fail("cannot create its folder", &e))?;
         }
         let mut conn = Connection::open(path).map_err(|e| fail("cannot open", &e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
-        )
-        .map_err(|e| fail("cannot configure", &e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| fail("cannot configure", &e))?;
         migrate(&mut conn).map_err(|e| fail("cannot migrate", &e))?;
         let interrupted = conn
             .execute(
@@ -160,20 +158,11 @@ impl Store {
                 params![now()],
             )
             .map_err(|e| fail("cannot mark interrupted runs", &e))?;
-        Ok((
-            Store {
-                path: path.to_path_buf(),
-                conn: Arc::new(Mutex::new(conn)),
-            },
-            interrupted,
-        ))
+        Ok((Store { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
     }
 
     fn error(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError {
-            path: self.path.clone(),
-            message: format!("{what}: {e}"),
-        }
+        StoreError { path: self.path.clone(), message: format!("{what}: {e}") }
     }
 
     async fn call<T: Send + 'static>(
@@ -183,8 +172,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         let store = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let conn: MutexGuard<'_, Connection> =
-                store.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let conn: MutexGuard<'_, Connection> = store.conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
         })
         .await;
@@ -256,12 +244,8 @@ impl Store {
     pub async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
         self.call("cannot read the run", move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1"),
-                params![run_id],
-                from_row,
-            )
-            .optional()
+            conn.query_row(&format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1"), params![run_id], from_row)
+                .optional()
         })
         .await
     }
@@ -269,9 +253,7 @@ impl Store {
     /// The most recent runs, newest first.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.call("cannot list runs", move |conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"
-            ))?;
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"))?;
             let rows = statement.query_map(params![limit as i64], from_row)?;
             rows.collect()
         })
@@ -284,18 +266,11 @@ const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_t
     queued_ms, run_ms, total_ms";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let json =
-        |index: usize, text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
-            text.map(|t| serde_json::from_str(&t))
-                .transpose()
-                .map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        index,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })
-        };
+    let json = |index: usize, text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+    };
     let status: String = row.get(1)?;
     Ok(RunRecord {
         run_id: row.get(0)?,
@@ -321,8 +296,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: usize =
-        conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
+    let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(migration)?;
@@ -372,12 +346,8 @@ mod tests {
         let (store, interrupted) = Store::open(&path).unwrap();
         assert_eq!(interrupted, 0);
         store.insert(record("a")).await.unwrap();
-        let running = RunRecord {
-            status: RunState::Running,
-            started_at: Some(now()),
-            queued_ms: Some(1.5),
-            ..record("b")
-        };
+        let running =
+            RunRecord { status: RunState::Running, started_at: Some(now()), queued_ms: Some(1.5), ..record("b") };
         store.insert(running).await.unwrap();
         let finish = Finish {
             status: RunState::Succeeded,
@@ -402,13 +372,7 @@ mod tests {
         assert_eq!(b.status, RunState::Interrupted);
         assert_eq!(b.error_type.as_deref(), Some("INTERNAL"));
         assert_eq!(b.queued_ms, Some(1.5));
-        let ids: Vec<String> = store
-            .list(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect();
+        let ids: Vec<String> = store.list(10).await.unwrap().into_iter().map(|r| r.run_id).collect();
         assert_eq!(ids, vec!["b", "a"], "newest first");
         assert!(store.get("missing").await.unwrap().is_none());
     }

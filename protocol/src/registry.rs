@@ -72,18 +72,9 @@ pub struct ColumnInfo {
 /// A registry that could not be loaded, with the context to fix it.
 #[derive(Debug)]
 pub enum RegistryError {
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    Invalid {
-        path: PathBuf,
-        message: String,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    Parse { path: PathBuf, source: serde_json::Error },
+    Invalid { path: PathBuf, message: String },
 }
 
 impl fmt::Display for RegistryError {
@@ -114,26 +105,15 @@ impl Registry {
     /// Reads and validates `DIR/registry.json`.
     pub fn load(datasets_dir: &Path) -> Result<Registry, RegistryError> {
         let path = datasets_dir.join(REGISTRY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| RegistryError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
         Registry::parse(&text, &path)
     }
 
     /// Parses and validates registry JSON; `path` is used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Registry, RegistryError> {
         let registry: Registry =
-            serde_json::from_str(text).map_err(|source| RegistryError::Parse {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        registry
-            .validate()
-            .map_err(|message| RegistryError::Invalid {
-                path: path.to_path_buf(),
-                message,
-            })?;
+            serde_json::from_str(text).map_err(|source| RegistryError::Parse { path: path.to_path_buf(), source })?;
+        registry.validate().map_err(|message| RegistryError::Invalid { path: path.to_path_buf(), message })?;
         Ok(registry)
     }
 
@@ -151,20 +131,13 @@ impl Registry {
             }
             let mut tables = HashSet::new();
             for file in &ds.files {
-                file.relative_path()
-                    .map_err(|e| format!("dataset {:?}: {e}", ds.id))?;
+                file.relative_path().map_err(|e| format!("dataset {:?}: {e}", ds.id))?;
                 let table = file.table_name();
                 if table.is_empty() {
-                    return Err(format!(
-                        "dataset {:?}: file {:?} gives an empty table name",
-                        ds.id, file.path
-                    ));
+                    return Err(format!("dataset {:?}: file {:?} gives an empty table name", ds.id, file.path));
                 }
                 if !tables.insert(table.to_ascii_lowercase()) {
-                    return Err(format!(
-                        "dataset {:?}: two files give table {table:?}",
-                        ds.id
-                    ));
+                    return Err(format!("dataset {:?}: two files give table {table:?}", ds.id));
                 }
             }
         }
@@ -189,20 +162,14 @@ impl Dataset {
 
     /// The file backing `table` (case-insensitive, as SQL identifiers are).
     pub fn file_for_table(&self, table: &str) -> Option<&DatasetFile> {
-        self.files
-            .iter()
-            .find(|f| f.table_name().eq_ignore_ascii_case(table))
+        self.files.iter().find(|f| f.table_name().eq_ignore_ascii_case(table))
     }
 }
 
 impl DatasetFile {
     /// The table name: the file name's stem (`orders.csv` → `orders`).
     pub fn table_name(&self) -> String {
-        let name = if self.name.is_empty() {
-            self.path.rsplit('/').next().unwrap_or("")
-        } else {
-            &self.name
-        };
+        let name = if self.name.is_empty() { self.path.rsplit('/').next().unwrap_or("") } else { &self.name };
         match name.rsplit_once('.') {
             Some((stem, _ext)) if !stem.is_empty() => stem.to_string(),
             _ => name.to_string(),
@@ -244,15 +211,8 @@ impl DatasetFile {
             .iter()
             .map(|(name, spec)| ColumnInfo {
                 name: name.clone(),
-                declared_type: spec
-                    .get("type")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_string),
-                description: spec
-                    .get("description")
-                    .and_then(|d| d.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
+                declared_type: spec.get("type").and_then(|t| t.as_str()).map(str::to_string),
+                description: spec.get("description").and_then(|d| d.as_str()).unwrap_or_default().to_string(),
             })
             .collect()
     }
@@ -263,10 +223,7 @@ impl DatasetFile {
             .into_iter()
             .filter_map(|c| {
                 let column_type = ColumnType::from_sql_name(c.declared_type.as_deref()?)?;
-                Some(ColumnDecl {
-                    name: c.name,
-                    column_type,
-                })
+                Some(ColumnDecl { name: c.name, column_type })
             })
             .collect()
     }
@@ -299,26 +256,17 @@ mod tests {
         assert_eq!(ds.version_hash, None);
         let orders = ds.file_for_table("ORDERS").unwrap();
         let names: Vec<_> = orders.columns().into_iter().map(|c| c.name).collect();
-        assert_eq!(
-            names,
-            vec!["order_id", "total", "shape", "status"],
-            "schema keeps file order"
-        );
+        assert_eq!(names, vec!["order_id", "total", "shape", "status"], "schema keeps file order");
         let decls = orders.column_decls();
         assert_eq!(decls.len(), 3, "unknown GEOMETRY is left to inference");
         assert_eq!(decls[1].column_type, ColumnType::Double);
-        assert_eq!(
-            ds.files[1].relative_path().unwrap(),
-            PathBuf::from("ecommerce/inventory.csv")
-        );
+        assert_eq!(ds.files[1].relative_path().unwrap(), PathBuf::from("ecommerce/inventory.csv"));
     }
 
     #[test]
     fn paths_escaping_the_folder_are_refused() {
         for bad in ["../etc/passwd", "/etc/passwd", "a/../../b.csv", ""] {
-            let text = format!(
-                r#"{{"datasets":[{{"id":"x","files":[{{"name":"t.csv","path":"{bad}"}}]}}]}}"#
-            );
+            let text = format!(r#"{{"datasets":[{{"id":"x","files":[{{"name":"t.csv","path":"{bad}"}}]}}]}}"#);
             let err = Registry::parse(&text, Path::new("r.json")).unwrap_err();
             assert!(matches!(err, RegistryError::Invalid { .. }), "{bad}: {err}");
         }
@@ -328,18 +276,8 @@ mod tests {
     fn duplicate_ids_and_tables_are_refused() {
         let dup = r#"{"datasets":[{"id":"a","files":[{"name":"t.csv","path":"t.csv"}]},
                                    {"id":"a","files":[{"name":"u.csv","path":"u.csv"}]}]}"#;
-        assert!(
-            Registry::parse(dup, Path::new("r"))
-                .unwrap_err()
-                .to_string()
-                .contains("appears twice")
-        );
+        assert!(Registry::parse(dup, Path::new("r")).unwrap_err().to_string().contains("appears twice"));
         let dup_table = r#"{"datasets":[{"id":"a","files":[{"name":"t.csv","path":"x/t.csv"},{"name":"T.csv","path":"y/T.csv"}]}]}"#;
-        assert!(
-            Registry::parse(dup_table, Path::new("r"))
-                .unwrap_err()
-                .to_string()
-                .contains("two files")
-        );
+        assert!(Registry::parse(dup_table, Path::new("r")).unwrap_err().to_string().contains("two files"));
     }
 }

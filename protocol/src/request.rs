@@ -47,11 +47,7 @@ fn default_memory_limit_bytes() -> u64 {
 
 impl RunRequest {
     /// A request with the default limits.
-    pub fn new(
-        dataset_id: impl Into<String>,
-        files: Vec<TableFile>,
-        sql: impl Into<String>,
-    ) -> Self {
+    pub fn new(dataset_id: impl Into<String>, files: Vec<TableFile>, sql: impl Into<String>) -> Self {
         RunRequest {
             dataset_id: dataset_id.into(),
             files,
@@ -108,18 +104,11 @@ impl ColumnType {
     /// `VARCHAR`, `timestamp`, ...) to a column type. Unknown names give `None`:
     /// the guest infers those columns from the data.
     pub fn from_sql_name(name: &str) -> Option<ColumnType> {
-        let base = name
-            .split('(')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_uppercase();
+        let base = name.split('(').next().unwrap_or("").trim().to_ascii_uppercase();
         let ty = match base.as_str() {
-            "INTEGER" | "INT" | "BIGINT" | "SMALLINT" | "TINYINT" | "INT64" | "INT32" | "LONG" => {
-                ColumnType::Integer
-            }
-            "DOUBLE" | "FLOAT" | "REAL" | "FLOAT64" | "FLOAT32" | "DECIMAL" | "NUMERIC"
-            | "DOUBLE PRECISION" | "NUMBER" => ColumnType::Double,
+            "INTEGER" | "INT" | "BIGINT" | "SMALLINT" | "TINYINT" | "INT64" | "INT32" | "LONG" => ColumnType::Integer,
+            "DOUBLE" | "FLOAT" | "REAL" | "FLOAT64" | "FLOAT32" | "DECIMAL" | "NUMERIC" | "DOUBLE PRECISION"
+            | "NUMBER" => ColumnType::Double,
             "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "UTF8" => ColumnType::Varchar,
             "BOOLEAN" | "BOOL" => ColumnType::Boolean,
             "DATE" => ColumnType::Date,
@@ -161,35 +150,17 @@ mod tests {
 
     #[test]
     fn sql_type_names_map_to_column_types() {
-        assert_eq!(
-            ColumnType::from_sql_name("INTEGER"),
-            Some(ColumnType::Integer)
-        );
-        assert_eq!(
-            ColumnType::from_sql_name("decimal(10, 2)"),
-            Some(ColumnType::Double)
-        );
-        assert_eq!(
-            ColumnType::from_sql_name("Varchar"),
-            Some(ColumnType::Varchar)
-        );
-        assert_eq!(
-            ColumnType::from_sql_name("TIMESTAMP"),
-            Some(ColumnType::Timestamp)
-        );
-        assert_eq!(
-            ColumnType::from_sql_name("BOOLEAN"),
-            Some(ColumnType::Boolean)
-        );
+        assert_eq!(ColumnType::from_sql_name("INTEGER"), Some(ColumnType::Integer));
+        assert_eq!(ColumnType::from_sql_name("decimal(10, 2)"), Some(ColumnType::Double));
+        assert_eq!(ColumnType::from_sql_name("Varchar"), Some(ColumnType::Varchar));
+        assert_eq!(ColumnType::from_sql_name("TIMESTAMP"), Some(ColumnType::Timestamp));
+        assert_eq!(ColumnType::from_sql_name("BOOLEAN"), Some(ColumnType::Boolean));
         assert_eq!(ColumnType::from_sql_name("geometry"), None);
     }
 
     #[test]
     fn column_decl_round_trips_with_sql_names() {
-        let decl = ColumnDecl {
-            name: "created_at".into(),
-            column_type: ColumnType::Timestamp,
-        };
+        let decl = ColumnDecl { name: "created_at".into(), column_type: ColumnType::Timestamp };
         let json = serde_json::to_string(&decl).unwrap();
         assert_eq!(json, r#"{"name":"created_at","type":"TIMESTAMP"}"#);
         assert_eq!(serde_json::from_str::<ColumnDecl>(&json).unwrap(), decl);

@@ -143,12 +143,7 @@ pub struct RunResult {
 
 impl RunResult {
     /// A successful result.
-    pub fn success(
-        columns: Vec<String>,
-        column_types: Vec<String>,
-        rows: Vec<Vec<Value>>,
-        truncated: bool,
-    ) -> Self {
+    pub fn success(columns: Vec<String>, column_types: Vec<String>, rows: Vec<Vec<Value>>, truncated: bool) -> Self {
         RunResult {
             status: RunStatus::Success,
             columns,
@@ -164,11 +159,7 @@ impl RunResult {
 
     /// A failed result. [`ErrorType::Timeout`] gives status `timeout`, every other type `error`.
     pub fn failure(error_type: ErrorType, message: impl Into<String>) -> Self {
-        let status = if error_type == ErrorType::Timeout {
-            RunStatus::Timeout
-        } else {
-            RunStatus::Error
-        };
+        let status = if error_type == ErrorType::Timeout { RunStatus::Timeout } else { RunStatus::Error };
         RunResult {
             status,
             columns: Vec::new(),
@@ -177,10 +168,7 @@ impl RunResult {
             row_count: 0,
             truncated: false,
             exec_time_ms: 0,
-            error: Some(RunError {
-                error_type,
-                message: message.into(),
-            }),
+            error: Some(RunError { error_type, message: message.into() }),
             stats: RunStats::default(),
         }
     }
@@ -202,14 +190,8 @@ mod tests {
 
     #[test]
     fn failure_sets_status_from_type() {
-        assert_eq!(
-            RunResult::failure(ErrorType::Timeout, "slow").status,
-            RunStatus::Timeout
-        );
-        assert_eq!(
-            RunResult::failure(ErrorType::MemoryLimit, "big").status,
-            RunStatus::Error
-        );
+        assert_eq!(RunResult::failure(ErrorType::Timeout, "slow").status, RunStatus::Timeout);
+        assert_eq!(RunResult::failure(ErrorType::MemoryLimit, "big").status, RunStatus::Error);
     }
 
     #[test]
@@ -223,24 +205,14 @@ mod tests {
 
     #[test]
     fn result_json_shape() {
-        let r = RunResult::success(
-            vec!["n".into()],
-            vec!["BIGINT".into()],
-            vec![vec![Value::from(3)]],
-            false,
-        );
+        let r = RunResult::success(vec!["n".into()], vec!["BIGINT".into()], vec![vec![Value::from(3)]], false);
         let v: Value = serde_json::from_str(&r.to_json_line()).unwrap();
         assert_eq!(v["status"], "success");
         assert_eq!(v["rows"], serde_json::json!([[3]]));
         assert_eq!(v["row_count"], 1);
         assert_eq!(v["error"], Value::Null);
-        let f: Value = serde_json::from_str(
-            &RunResult::failure(ErrorType::SqlParseError, "bad").to_json_line(),
-        )
-        .unwrap();
-        assert_eq!(
-            f["error"],
-            serde_json::json!({"type": "SQL_PARSE_ERROR", "message": "bad"})
-        );
+        let f: Value =
+            serde_json::from_str(&RunResult::failure(ErrorType::SqlParseError, "bad").to_json_line()).unwrap();
+        assert_eq!(f["error"], serde_json::json!({"type": "SQL_PARSE_ERROR", "message": "bad"}));
     }
 }

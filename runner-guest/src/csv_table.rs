@@ -73,44 +73,28 @@ pub struct DatasetSchema {
 
 impl DatasetSchema {
     /// Checks the request's files: every path under `/data`, table names unique.
-    pub fn new(
-        files: &[TableFile],
-        batch_size: usize,
-        bytes_read: BytesRead,
-    ) -> Result<Self, String> {
+    pub fn new(files: &[TableFile], batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
         let mut seen = HashMap::new();
         for file in files {
             if file.table.is_empty() {
                 return Err(format!("file {:?} has an empty table name", file.path));
             }
-            let under_data = file
-                .path
-                .strip_prefix(DATA_MOUNT)
-                .is_some_and(|rest| rest.starts_with('/'));
+            let under_data = file.path.strip_prefix(DATA_MOUNT).is_some_and(|rest| rest.starts_with('/'));
             if !under_data || file.path.split('/').any(|part| part == "..") {
-                return Err(format!(
-                    "file path {:?} is not under {DATA_MOUNT}",
-                    file.path
-                ));
+                return Err(format!("file path {:?} is not under {DATA_MOUNT}", file.path));
             }
             if seen.insert(file.table.to_ascii_lowercase(), ()).is_some() {
                 return Err(format!("table {:?} is listed twice", file.table));
             }
         }
-        Ok(DatasetSchema {
-            files: files.to_vec(),
-            batch_size,
-            bytes_read,
-            opened: Mutex::new(HashMap::new()),
-        })
+        Ok(DatasetSchema { files: files.to_vec(), batch_size, bytes_read, opened: Mutex::new(HashMap::new()) })
     }
 
     fn find(&self, name: &str) -> Option<&TableFile> {
-        self.files.iter().find(|f| f.table == name).or_else(|| {
-            self.files
-                .iter()
-                .find(|f| f.table.eq_ignore_ascii_case(name))
-        })
+        self.files
+            .iter()
+            .find(|f| f.table == name)
+            .or_else(|| self.files.iter().find(|f| f.table.eq_ignore_ascii_case(name)))
     }
 }
 
@@ -128,15 +112,8 @@ impl SchemaProvider for DatasetSchema {
         if let Some(table) = self.opened.lock().expect("table cache lock").get(&key) {
             return Ok(Some(table.clone()));
         }
-        let table = Arc::new(CsvTable::open(
-            file,
-            self.batch_size,
-            self.bytes_read.clone(),
-        )?);
-        self.opened
-            .lock()
-            .expect("table cache lock")
-            .insert(key, table.clone());
+        let table = Arc::new(CsvTable::open(file, self.batch_size, self.bytes_read.clone())?);
+        self.opened.lock().expect("table cache lock").insert(key, table.clone());
         Ok(Some(table))
     }
 
@@ -159,36 +136,22 @@ impl CsvTable {
     fn open(file: &TableFile, batch_size: usize, bytes_read: BytesRead) -> Result<CsvTable> {
         let path = PathBuf::from(&file.path);
         let context = |what: &str| format!("table {} ({}): {what}", file.table, file.path);
-        let open = || {
-            File::open(&path)
-                .map_err(|e| dataset_error(context(&format!("cannot open the file: {e}"))))
-        };
+        let open = || File::open(&path).map_err(|e| dataset_error(context(&format!("cannot open the file: {e}"))));
 
-        let mut header_reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(open()?);
+        let mut header_reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open()?);
         let header: Vec<String> = header_reader
             .headers()
             .map_err(|e| dataset_error(context(&format!("cannot read the header row: {e}"))))?
             .iter()
             .enumerate()
-            .map(|(i, name)| {
-                if i == 0 {
-                    name.trim_start_matches('\u{feff}').to_string()
-                } else {
-                    name.to_string()
-                }
-            })
+            .map(|(i, name)| if i == 0 { name.trim_start_matches('\u{feff}').to_string() } else { name.to_string() })
             .collect();
         if header.is_empty() || header.iter().all(|h| h.is_empty()) {
             return Err(dataset_error(context("the file has no header row")));
         }
 
-        let declared: HashMap<&str, ColumnType> = file
-            .columns
-            .iter()
-            .map(|ColumnDecl { name, column_type }| (name.as_str(), *column_type))
-            .collect();
+        let declared: HashMap<&str, ColumnType> =
+            file.columns.iter().map(|ColumnDecl { name, column_type }| (name.as_str(), *column_type)).collect();
         let inferred = if header.iter().all(|h| declared.contains_key(h.as_str())) {
             None
         } else {
@@ -214,23 +177,11 @@ impl CsvTable {
             })
             .collect();
         let mut seen = HashMap::new();
-        if let Some(dup) = fields
-            .iter()
-            .find(|f| seen.insert(f.name().as_str(), ()).is_some())
-        {
-            return Err(dataset_error(context(&format!(
-                "column {:?} appears twice in the header",
-                dup.name()
-            ))));
+        if let Some(dup) = fields.iter().find(|f| seen.insert(f.name().as_str(), ()).is_some()) {
+            return Err(dataset_error(context(&format!("column {:?} appears twice in the header", dup.name()))));
         }
         let schema = Schema::new(fields);
-        Ok(CsvTable {
-            table: file.table.clone(),
-            path,
-            schema: Arc::new(schema),
-            batch_size,
-            bytes_read,
-        })
+        Ok(CsvTable { table: file.table.clone(), path, schema: Arc::new(schema), batch_size, bytes_read })
     }
 }
 
@@ -265,9 +216,7 @@ impl TableProvider for CsvTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // The projection goes into the CSV decoder: columns the query does not read
         // are skipped, not parsed.
-        let projection = projection
-            .cloned()
-            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let projected = Arc::new(self.schema.project(&projection)?);
         let partition = CsvPartition {
             table: self.table.clone(),
@@ -278,14 +227,7 @@ impl TableProvider for CsvTable {
             batch_size: self.batch_size,
             bytes_read: self.bytes_read.clone(),
         };
-        let exec = StreamingTableExec::try_new(
-            projected,
-            vec![Arc::new(partition)],
-            None,
-            [],
-            false,
-            limit,
-        )?;
+        let exec = StreamingTableExec::try_new(projected, vec![Arc::new(partition)], None, [], false, limit)?;
         Ok(Arc::new(exec))
     }
 }
@@ -311,14 +253,9 @@ impl PartitionStream for CsvPartition {
         let table = self.table.clone();
         let path = self.path.display().to_string();
         let reader = File::open(&self.path)
-            .map_err(|e| {
-                dataset_error(format!("table {table} ({path}): cannot open the file: {e}"))
-            })
+            .map_err(|e| dataset_error(format!("table {table} ({path}): cannot open the file: {e}")))
             .and_then(|file| {
-                let counted = CountingReader {
-                    inner: file,
-                    bytes_read: self.bytes_read.clone(),
-                };
+                let counted = CountingReader { inner: file, bytes_read: self.bytes_read.clone() };
                 ReaderBuilder::new(self.file_schema.clone())
                     .with_header(true)
                     .with_batch_size(self.batch_size)
@@ -328,18 +265,11 @@ impl PartitionStream for CsvPartition {
             });
         let batches: Box<dyn Iterator<Item = Result<_>> + Send> = match reader {
             Ok(reader) => Box::new(reader.map(move |batch| {
-                batch.map_err(|e| {
-                    dataset_error(format!(
-                        "table {table} ({path}) does not parse as its schema: {e}"
-                    ))
-                })
+                batch.map_err(|e| dataset_error(format!("table {table} ({path}) does not parse as its schema: {e}")))
             })),
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.projected.clone(),
-            futures::stream::iter(batches),
-        ))
+        Box::pin(RecordBatchStreamAdapter::new(self.projected.clone(), futures::stream::iter(batches)))
     }
 }
 

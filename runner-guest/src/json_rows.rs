@@ -9,8 +9,8 @@ use std::io::Write;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    Schema, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Number, Value};
@@ -24,11 +24,7 @@ const FORMAT: FormatOptions<'static> = FormatOptions::new()
 
 /// Column names and their SQL type names.
 pub fn describe(schema: &Schema) -> (Vec<String>, Vec<String>) {
-    schema
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), sql_type_name(f.data_type())))
-        .unzip()
+    schema.fields().iter().map(|f| (f.name().clone(), sql_type_name(f.data_type()))).unzip()
 }
 
 /// The SQL name of an Arrow type, as users write types in SQL.
@@ -66,22 +62,13 @@ pub struct RowCollector {
 
 impl RowCollector {
     pub fn new(max_rows: usize, max_bytes: u64) -> Self {
-        RowCollector {
-            max_rows,
-            max_bytes,
-            bytes: 0,
-            rows: Vec::new(),
-            truncated: false,
-        }
+        RowCollector { max_rows, max_bytes, bytes: 0, rows: Vec::new(), truncated: false }
     }
 
     /// Adds the batch's rows; false once a cap is reached (the rest is not needed).
     pub fn push_batch(&mut self, batch: &RecordBatch) -> bool {
-        let formatters: Vec<Option<ArrayFormatter<'_>>> = batch
-            .columns()
-            .iter()
-            .map(|column| ArrayFormatter::try_new(column.as_ref(), &FORMAT).ok())
-            .collect();
+        let formatters: Vec<Option<ArrayFormatter<'_>>> =
+            batch.columns().iter().map(|column| ArrayFormatter::try_new(column.as_ref(), &FORMAT).ok()).collect();
         for row in 0..batch.num_rows() {
             if self.rows.len() >= self.max_rows {
                 self.truncated = true;
@@ -131,9 +118,7 @@ fn json_len(value: &[Value]) -> u64 {
 }
 
 fn float(value: f64) -> Value {
-    Number::from_f64(value)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
+    Number::from_f64(value).map(Value::Number).unwrap_or(Value::Null)
 }
 
 fn cell(array: &dyn Array, formatter: Option<&ArrayFormatter<'_>>, row: usize) -> Value {
@@ -157,17 +142,11 @@ fn cell(array: &dyn Array, formatter: Option<&ArrayFormatter<'_>>, row: usize) -
         DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
         DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => Value::String(array.as_string_view().value(row).to_string()),
-        DataType::Decimal128(..)
-        | DataType::Decimal256(..)
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..) => {
+        DataType::Decimal128(..) | DataType::Decimal256(..) | DataType::Decimal32(..) | DataType::Decimal64(..) => {
             let text = display(formatter, row);
             match text.parse::<i64>() {
                 Ok(int) => int.into(),
-                Err(_) => text
-                    .parse::<f64>()
-                    .map(float)
-                    .unwrap_or(Value::String(text)),
+                Err(_) => text.parse::<f64>().map(float).unwrap_or(Value::String(text)),
             }
         }
         _ => Value::String(display(formatter, row)),
@@ -175,7 +154,5 @@ fn cell(array: &dyn Array, formatter: Option<&ArrayFormatter<'_>>, row: usize) -
 }
 
 fn display(formatter: Option<&ArrayFormatter<'_>>, row: usize) -> String {
-    formatter
-        .map(|f| f.value(row).to_string())
-        .unwrap_or_default()
+    formatter.map(|f| f.value(row).to_string()).unwrap_or_default()
 }

@@ -63,9 +63,7 @@ fn main() {
 
 fn read_request() -> Result<RunRequest, String> {
     let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
+    std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read the request: {e}"))?;
     serde_json::from_str(&input).map_err(|e| format!("the request is not a valid RunRequest: {e}"))
 }
 
@@ -82,10 +80,7 @@ fn run(request: &RunRequest) -> RunResult {
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
-            return RunResult::failure(
-                ErrorType::Internal,
-                format!("cannot start the async runtime: {e}"),
-            );
+            return RunResult::failure(ErrorType::Internal, format!("cannot start the async runtime: {e}"));
         }
     };
     let started = Instant::now();
@@ -104,29 +99,14 @@ async fn execute(request: &RunRequest, bytes_read: BytesRead) -> Result<RunResul
     let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
     let fail = |e: DataFusionError| classify(&e, &tables);
     let ctx = session(request, bytes_read)?;
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let frame = ctx
-        .sql_with_options(&request.sql, options)
-        .await
-        .map_err(fail)?;
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let frame = ctx.sql_with_options(&request.sql, options).await.map_err(fail)?;
 
     let max_rows = usize::try_from(request.max_rows).unwrap_or(usize::MAX);
     // One row more than returned tells whether the result was cut, and lets
     // DataFusion stop early. EXPLAIN must stay the plan's root, and its output is small.
-    let explain = matches!(
-        frame.logical_plan(),
-        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
-    );
-    let frame = if explain {
-        frame
-    } else {
-        frame
-            .limit(0, Some(max_rows.saturating_add(1)))
-            .map_err(fail)?
-    };
+    let explain = matches!(frame.logical_plan(), LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+    let frame = if explain { frame } else { frame.limit(0, Some(max_rows.saturating_add(1))).map_err(fail)? };
     let (columns, column_types) = json_rows::describe(frame.schema().as_arrow());
     let mut stream = frame.execute_stream().await.map_err(fail)?;
 
@@ -138,12 +118,7 @@ async fn execute(request: &RunRequest, bytes_read: BytesRead) -> Result<RunResul
         }
     }
     let truncated = rows.truncated();
-    Ok(RunResult::success(
-        columns,
-        column_types,
-        rows.into_rows(),
-        truncated,
-    ))
+    Ok(RunResult::success(columns, column_types, rows.into_rows(), truncated))
 }
 
 fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext, Failure> {
@@ -151,16 +126,9 @@ fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext
     let pool_bytes = (memory_limit as f64 * MEMORY_POOL_SHARE) as usize;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(pool_bytes, 1.0)
-        .with_disk_manager_builder(
-            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc()
-        .map_err(|e| {
-            (
-                ErrorType::Internal,
-                format!("cannot set up the query engine: {e}"),
-            )
-        })?;
+        .map_err(|e| (ErrorType::Internal, format!("cannot set up the query engine: {e}")))?;
 
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
@@ -169,29 +137,15 @@ fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext
         .with_default_catalog_and_schema(CATALOG, &request.dataset_id);
     let options = config.options_mut();
     options.sql_parser.recursion_limit = ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)
-        .map_err(|e| {
-            (
-                ErrorType::Internal,
-                format!("invalid parser recursion limit: {e}"),
-            )
-        })?;
+        .map_err(|e| (ErrorType::Internal, format!("invalid parser recursion limit: {e}")))?;
 
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let schema = DatasetSchema::new(&request.files, BATCH_SIZE, bytes_read)
         .map_err(|message| (ErrorType::InvalidRequest, message))?;
-    let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
-        (
-            ErrorType::Internal,
-            "the default catalog is missing".to_string(),
-        )
-    })?;
+    let catalog =
+        ctx.catalog(CATALOG).ok_or_else(|| (ErrorType::Internal, "the default catalog is missing".to_string()))?;
     catalog
         .register_schema(&request.dataset_id, Arc::new(schema))
-        .map_err(|e| {
-            (
-                ErrorType::Internal,
-                format!("cannot register the dataset: {e}"),
-            )
-        })?;
+        .map_err(|e| (ErrorType::Internal, format!("cannot register the dataset: {e}")))?;
     Ok(ctx)
 }

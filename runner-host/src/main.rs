@@ -80,12 +80,7 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// The folder holding registry.json and the CSV files.
-    #[arg(
-        long,
-        env = "DATASETS_DIR",
-        default_value = "datasets",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "DATASETS_DIR", default_value = "datasets", value_name = "DIR")]
     datasets_dir: PathBuf,
     /// The dataset id, as in registry.json.
     #[arg(long, value_name = "ID")]
@@ -185,26 +180,15 @@ fn run(args: RunArgs) -> ExitCode {
         (Format::Table | Format::Csv, _) => {
             let error = result.error.as_ref();
             let kind = error.map_or("INTERNAL", |e| e.error_type.as_str());
-            eprintln!(
-                "error [{kind}]: {}",
-                error.map_or("", |e| e.message.as_str())
-            );
+            eprintln!("error [{kind}]: {}", error.map_or("", |e| e.message.as_str()));
             String::new()
         }
     };
     let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-        .is_err()
-    {
+    if stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()).is_err() {
         return ExitCode::from(EXIT_QUERY_ERROR);
     }
-    if result.status == RunStatus::Success {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_QUERY_ERROR)
-    }
+    if result.status == RunStatus::Success { ExitCode::SUCCESS } else { ExitCode::from(EXIT_QUERY_ERROR) }
 }
 
 fn exec(args: ExecArgs) -> ExitCode {
@@ -227,9 +211,7 @@ fn read_exec_request() -> Result<RunRequest, String> {
         }
         Err(std::env::VarError::NotPresent) => {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read the request on stdin: {e}"))?;
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read the request on stdin: {e}"))?;
             text
         }
     };
@@ -243,8 +225,7 @@ fn precompile(args: PrecompileArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let written = sandbox.precompiled().and_then(|bytes| {
-        std::fs::write(&args.out, &bytes)
-            .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+        std::fs::write(&args.out, &bytes).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         Ok(bytes.len())
     });
     match written {

@@ -113,57 +113,32 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("csv-analyst"))
 }
 
 /// Loads `source` for `engine`, through the cache in `cache_dir` when given.
-pub fn load(
-    engine: &Engine,
-    source: &ModuleSource,
-    cache_dir: Option<&Path>,
-) -> Result<LoadedModule, ModuleError> {
+pub fn load(engine: &Engine, source: &ModuleSource, cache_dir: Option<&Path>) -> Result<LoadedModule, ModuleError> {
     let started = Instant::now();
-    let fail = |message: String| ModuleError {
-        source_name: source.to_string(),
-        message,
-    };
+    let fail = |message: String| ModuleError { source_name: source.to_string(), message };
     let (module, from) = match source {
         ModuleSource::Embedded => embedded_module(engine, cache_dir).map_err(fail)?,
         ModuleSource::File(path) => file_module(engine, path, cache_dir).map_err(fail)?,
     };
-    Ok(LoadedModule {
-        module,
-        from,
-        elapsed: started.elapsed(),
-    })
+    Ok(LoadedModule { module, from, elapsed: started.elapsed() })
 }
 
 #[cfg(feature = "embedded-guest")]
-fn embedded_module(
-    engine: &Engine,
-    cache_dir: Option<&Path>,
-) -> Result<(Module, LoadedFrom), String> {
+fn embedded_module(engine: &Engine, cache_dir: Option<&Path>) -> Result<(Module, LoadedFrom), String> {
     compile_cached(engine, embedded::WASM, embedded::SHA256, cache_dir)
 }
 
 #[cfg(not(feature = "embedded-guest"))]
-fn embedded_module(
-    _engine: &Engine,
-    _cache_dir: Option<&Path>,
-) -> Result<(Module, LoadedFrom), String> {
+fn embedded_module(_engine: &Engine, _cache_dir: Option<&Path>) -> Result<(Module, LoadedFrom), String> {
     Err("this runner-host was built without the embedded guest; pass --module PATH".to_string())
 }
 
-fn file_module(
-    engine: &Engine,
-    path: &Path,
-    cache_dir: Option<&Path>,
-) -> Result<(Module, LoadedFrom), String> {
+fn file_module(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<(Module, LoadedFrom), String> {
     let mut magic = [0u8; 4];
     let read_magic = File::open(path).and_then(|mut f| f.read(&mut magic));
     read_magic.map_err(|e| format!("cannot read the file: {e}"))?;
@@ -191,10 +166,7 @@ fn compile_cached(
         return Ok((compile()?, LoadedFrom::Compiled));
     };
     if let Err(e) = create_private_dir(dir) {
-        eprintln!(
-            "runner-host: warning: compilation cache {} is unusable ({e}); compiling in memory",
-            dir.display()
-        );
+        eprintln!("runner-host: warning: compilation cache {} is unusable ({e}); compiling in memory", dir.display());
         return Ok((compile()?, LoadedFrom::Compiled));
     }
     let key = cache_key(engine, sha256);
@@ -204,39 +176,28 @@ fn compile_cached(
     }
 
     // One process compiles; the others wait here and then find the artifact.
-    let lock = File::create(dir.join(format!("{key}.lock")))
-        .map_err(|e| format!("cannot create the cache lock: {e}"))?;
-    lock.lock()
-        .map_err(|e| format!("cannot take the cache lock: {e}"))?;
+    let lock =
+        File::create(dir.join(format!("{key}.lock"))).map_err(|e| format!("cannot create the cache lock: {e}"))?;
+    lock.lock().map_err(|e| format!("cannot take the cache lock: {e}"))?;
     if let Some(module) = deserialize_if_valid(engine, &artifact) {
         return Ok((module, LoadedFrom::CacheHit(artifact)));
     }
-    let compiled = engine
-        .precompile_module(bytes)
-        .map_err(|e| format!("invalid module: {e:#}"))?;
+    let compiled = engine.precompile_module(bytes).map_err(|e| format!("invalid module: {e:#}"))?;
     let temp = dir.join(format!("{key}.cwasm.{}.tmp", std::process::id()));
     let written = File::create(&temp)
         .and_then(|mut f| f.write_all(&compiled).and_then(|_| f.sync_all()))
         .and_then(|_| fs::rename(&temp, &artifact));
     if let Err(e) = written {
         let _ = fs::remove_file(&temp);
-        eprintln!(
-            "runner-host: warning: cannot write {} ({e}); continuing without the cache",
-            artifact.display()
-        );
+        eprintln!("runner-host: warning: cannot write {} ({e}); continuing without the cache", artifact.display());
         // SAFETY: `compiled` was produced by this engine a moment ago.
-        let module =
-            unsafe { Module::deserialize(engine, &compiled) }.map_err(|e| e.to_string())?;
+        let module = unsafe { Module::deserialize(engine, &compiled) }.map_err(|e| e.to_string())?;
         return Ok((module, LoadedFrom::Compiled));
     }
     drop(lock);
     // Deserialize from the file so the code is mmapped from it, as on later starts.
-    let module = deserialize_if_valid(engine, &artifact).ok_or_else(|| {
-        format!(
-            "the artifact just written to {} does not load",
-            artifact.display()
-        )
-    })?;
+    let module = deserialize_if_valid(engine, &artifact)
+        .ok_or_else(|| format!("the artifact just written to {} does not load", artifact.display()))?;
     Ok((module, LoadedFrom::CacheMiss(artifact)))
 }
 
@@ -249,10 +210,7 @@ fn deserialize_if_valid(engine: &Engine, artifact: &Path) -> Option<Module> {
     match unsafe { Module::deserialize_file(engine, artifact) } {
         Ok(module) => Some(module),
         Err(e) => {
-            eprintln!(
-                "runner-host: warning: discarding cache entry {} ({e})",
-                artifact.display()
-            );
+            eprintln!("runner-host: warning: discarding cache entry {} ({e})", artifact.display());
             let _ = fs::remove_file(artifact);
             None
         }
@@ -264,11 +222,7 @@ fn deserialize_if_valid(engine: &Engine, artifact: &Path) -> Option<Module> {
 fn cache_key(engine: &Engine, sha256: &str) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    format!(
-        "guest-{}-{:016x}",
-        &sha256[..sha256.len().min(32)],
-        hasher.finish()
-    )
+    format!("guest-{}-{:016x}", &sha256[..sha256.len().min(32)], hasher.finish())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -27,10 +27,7 @@ pub fn table_files(dataset: &Dataset) -> Vec<TableFile> {
         .map(|file| TableFile {
             table: file.table_name(),
             // The registry was validated on load: the path is relative and clean.
-            path: format!(
-                "{DATA_MOUNT}/{}",
-                file.relative_path().unwrap_or_default().display()
-            ),
+            path: format!("{DATA_MOUNT}/{}", file.relative_path().unwrap_or_default().display()),
             columns: file.column_decls(),
         })
         .collect()
@@ -48,10 +45,7 @@ pub fn narrow(root: &Path, mut request: RunRequest) -> Result<Mount, String> {
         let inner = rel.strip_prefix(&common).unwrap_or(rel);
         file.path = format!("{DATA_MOUNT}/{}", inner.display());
     }
-    Ok(Mount {
-        host_dir: root.join(common),
-        request,
-    })
+    Ok(Mount { host_dir: root.join(common), request })
 }
 
 fn relative_to_mount(path: &str) -> Result<PathBuf, String> {
@@ -81,11 +75,7 @@ fn common_dir(paths: &[PathBuf]) -> PathBuf {
     };
     let mut common: Vec<Component<'_>> = first.components().collect();
     for parent in parents {
-        let shared = common
-            .iter()
-            .zip(parent.components())
-            .take_while(|(a, b)| *a == b)
-            .count();
+        let shared = common.iter().zip(parent.components()).take_while(|(a, b)| *a == b).count();
         common.truncate(shared);
     }
     common.iter().collect()
@@ -99,22 +89,16 @@ mod tests {
         let files = paths
             .iter()
             .enumerate()
-            .map(|(i, p)| TableFile {
-                table: format!("t{i}"),
-                path: p.to_string(),
-                columns: vec![],
-            })
+            .map(|(i, p)| TableFile { table: format!("t{i}"), path: p.to_string(), columns: vec![] })
             .collect();
         RunRequest::new("ds", files, "SELECT 1")
     }
 
     #[test]
     fn mount_narrows_to_the_dataset_folder() {
-        let m = narrow(
-            Path::new("/srv/datasets"),
-            request(&["/data/ecommerce/orders.csv", "/data/ecommerce/items.csv"]),
-        )
-        .unwrap();
+        let m =
+            narrow(Path::new("/srv/datasets"), request(&["/data/ecommerce/orders.csv", "/data/ecommerce/items.csv"]))
+                .unwrap();
         assert_eq!(m.host_dir, PathBuf::from("/srv/datasets/ecommerce"));
         assert_eq!(m.request.files[0].path, "/data/orders.csv");
         assert_eq!(m.request.files[1].path, "/data/items.csv");
@@ -122,11 +106,7 @@ mod tests {
 
     #[test]
     fn mount_keeps_the_common_ancestor_of_nested_files() {
-        let m = narrow(
-            Path::new("/d"),
-            request(&["/data/a/x/1.csv", "/data/a/y/2.csv"]),
-        )
-        .unwrap();
+        let m = narrow(Path::new("/d"), request(&["/data/a/x/1.csv", "/data/a/y/2.csv"])).unwrap();
         assert_eq!(m.host_dir, PathBuf::from("/d/a"));
         assert_eq!(m.request.files[0].path, "/data/x/1.csv");
         let m = narrow(Path::new("/d"), request(&["/data/top.csv"])).unwrap();
@@ -136,13 +116,7 @@ mod tests {
 
     #[test]
     fn mount_refuses_paths_leaving_data() {
-        for bad in [
-            "/etc/passwd",
-            "/data/../etc/passwd",
-            "/data/a/../../x.csv",
-            "/database/x.csv",
-            "/data/",
-        ] {
+        for bad in ["/etc/passwd", "/data/../etc/passwd", "/data/a/../../x.csv", "/database/x.csv", "/data/"] {
             assert!(narrow(Path::new("/d"), request(&[bad])).is_err(), "{bad}");
         }
     }

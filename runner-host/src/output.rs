@@ -30,17 +30,12 @@ pub struct CappedOutput {
 
 impl CappedOutput {
     pub fn new(capacity: usize) -> Self {
-        CappedOutput {
-            capacity,
-            buffer: Arc::default(),
-        }
+        CappedOutput { capacity, buffer: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Buffer> {
         // A panic while holding this lock cannot leave the buffer inconsistent.
-        self.buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// What the guest wrote, up to the cap.
@@ -82,10 +77,7 @@ impl OutputStream for CappedOutput {
         if self.append(&bytes) {
             Ok(())
         } else {
-            Err(StreamError::trap(&format!(
-                "the guest wrote more than the {}-byte output cap",
-                self.capacity
-            )))
+            Err(StreamError::trap(&format!("the guest wrote more than the {}-byte output cap", self.capacity)))
         }
     }
 
@@ -122,11 +114,7 @@ impl StdoutStream for CappedOutput {
 }
 
 impl tokio::io::AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         if self.append(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {

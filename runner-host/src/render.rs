@@ -9,24 +9,13 @@ const MAX_CELL_CHARS: usize = 60;
 /// A psql-style grid with a summary line; numbers right-aligned.
 pub fn table(result: &RunResult) -> String {
     let header: Vec<String> = result.columns.clone();
-    let cells: Vec<Vec<String>> = result
-        .rows
-        .iter()
-        .map(|row| row.iter().map(table_cell).collect())
-        .collect();
+    let cells: Vec<Vec<String>> = result.rows.iter().map(|row| row.iter().map(table_cell).collect()).collect();
     let numeric: Vec<bool> = (0..header.len())
-        .map(|i| {
-            result
-                .rows
-                .iter()
-                .all(|row| matches!(row.get(i), Some(Value::Number(_) | Value::Null) | None))
-        })
+        .map(|i| result.rows.iter().all(|row| matches!(row.get(i), Some(Value::Number(_) | Value::Null) | None)))
         .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
-            let data = cells
-                .iter()
-                .map(|row| row.get(i).map_or(0, |c| c.chars().count()));
+            let data = cells.iter().map(|row| row.get(i).map_or(0, |c| c.chars().count()));
             data.chain([header[i].chars().count()]).max().unwrap_or(0)
         })
         .collect();
@@ -38,11 +27,7 @@ pub fn table(result: &RunResult) -> String {
             .enumerate()
             .map(|(i, c)| {
                 let width = widths[i];
-                if align_right(i) {
-                    format!(" {c:>width$} ")
-                } else {
-                    format!(" {c:<width$} ")
-                }
+                if align_right(i) { format!(" {c:>width$} ") } else { format!(" {c:<width$} ") }
             })
             .collect();
         parts.join("|").trim_end().to_string()
@@ -56,16 +41,9 @@ pub fn table(result: &RunResult) -> String {
         out.push_str(&line(row, &|i| numeric[i]));
         out.push('\n');
     }
-    let rows = if result.row_count == 1 {
-        "1 row".to_string()
-    } else {
-        format!("{} rows", result.row_count)
-    };
+    let rows = if result.row_count == 1 { "1 row".to_string() } else { format!("{} rows", result.row_count) };
     let truncated = if result.truncated { ", truncated" } else { "" };
-    out.push_str(&format!(
-        "({rows}{truncated}, {} ms)\n",
-        result.exec_time_ms
-    ));
+    out.push_str(&format!("({rows}{truncated}, {} ms)\n", result.exec_time_ms));
     out
 }
 
@@ -105,11 +83,7 @@ pub fn csv(result: &RunResult) -> String {
 }
 
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
 #[cfg(test)]
@@ -118,29 +92,15 @@ mod tests {
     use serde_json::json;
 
     fn result(columns: &[&str], rows: Vec<Vec<Value>>) -> RunResult {
-        let mut r = RunResult::success(
-            columns.iter().map(|c| c.to_string()).collect(),
-            vec![],
-            rows,
-            false,
-        );
+        let mut r = RunResult::success(columns.iter().map(|c| c.to_string()).collect(), vec![], rows, false);
         r.exec_time_ms = 7;
         r
     }
 
     #[test]
     fn table_aligns_numbers_right_and_text_left() {
-        let r = result(
-            &["category", "n"],
-            vec![
-                vec![json!("Billing"), json!(12)],
-                vec![json!("Tech"), json!(3)],
-            ],
-        );
-        assert_eq!(
-            table(&r),
-            " category | n\n----------+----\n Billing  | 12\n Tech     |  3\n(2 rows, 7 ms)\n"
-        );
+        let r = result(&["category", "n"], vec![vec![json!("Billing"), json!(12)], vec![json!("Tech"), json!(3)]]);
+        assert_eq!(table(&r), " category | n\n----------+----\n Billing  | 12\n Tech     |  3\n(2 rows, 7 ms)\n");
     }
 
     #[test]
@@ -155,13 +115,7 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
-        let r = result(
-            &["a", "b"],
-            vec![
-                vec![json!("x,\"y\""), Value::Null],
-                vec![json!(1.5), json!(true)],
-            ],
-        );
+        let r = result(&["a", "b"], vec![vec![json!("x,\"y\""), Value::Null], vec![json!(1.5), json!(true)]]);
         assert_eq!(csv(&r), "a,b\r\n\"x,\"\"y\"\"\",\r\n1.5,true\r\n");
     }
 }

@@ -16,9 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus};
-use wasmtime::{
-    Config, Engine, InstancePre, Linker, OptLevel, ResourceLimiter, Store, Trap, WasmFeatures,
-};
+use wasmtime::{Config, Engine, InstancePre, Linker, OptLevel, ResourceLimiter, Store, Trap, WasmFeatures};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -69,12 +67,7 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             // Growth fails inside the guest (its allocator sees -1); a guest that
             // cannot cope traps, and the run reports MEMORY_LIMIT.
@@ -85,12 +78,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= limits::MAX_TABLE_ELEMENTS)
     }
 
@@ -117,10 +105,7 @@ pub struct SandboxOptions {
 
 impl Default for SandboxOptions {
     fn default() -> Self {
-        SandboxOptions {
-            module: ModuleSource::Embedded,
-            cache_dir: module::default_cache_dir(),
-        }
+        SandboxOptions { module: ModuleSource::Embedded, cache_dir: module::default_cache_dir() }
     }
 }
 
@@ -175,32 +160,17 @@ pub fn engine_config() -> Config {
 impl Sandbox {
     /// Builds the engine, loads the module (from the cache when it can) and links WASI.
     pub fn new(options: &SandboxOptions) -> Result<Sandbox, ModuleError> {
-        let fail = |message: String| ModuleError {
-            source_name: options.module.to_string(),
-            message,
-        };
-        let engine = Engine::new(&engine_config())
-            .map_err(|e| fail(format!("cannot create the engine: {e}")))?;
+        let fail = |message: String| ModuleError { source_name: options.module.to_string(), message };
+        let engine = Engine::new(&engine_config()).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
         let loaded = module::load(&engine, &options.module, options.cache_dir.as_deref())?;
         let mut linker: Linker<GuestState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| {
-            &mut state.wasi
-        })
-        .map_err(|e| fail(format!("cannot link WASI: {e}")))?;
-        let pre = linker.instantiate_pre(&loaded.module).map_err(|e| {
-            fail(format!(
-                "the module needs imports the sandbox does not provide: {e}"
-            ))
-        })?;
-        start_epoch_ticker(&engine)
-            .map_err(|e| fail(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Sandbox {
-            engine,
-            pre,
-            module: loaded.module,
-            loaded_from: loaded.from,
-            load_time: loaded.elapsed,
-        })
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
+            .map_err(|e| fail(format!("cannot link WASI: {e}")))?;
+        let pre = linker
+            .instantiate_pre(&loaded.module)
+            .map_err(|e| fail(format!("the module needs imports the sandbox does not provide: {e}")))?;
+        start_epoch_ticker(&engine).map_err(|e| fail(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(Sandbox { engine, pre, module: loaded.module, loaded_from: loaded.from, load_time: loaded.elapsed })
     }
 
     /// How the module was loaded (precompiled, cache hit, compiled).
@@ -215,9 +185,7 @@ impl Sandbox {
 
     /// The module compiled for this engine, as a `.cwasm` artifact.
     pub fn precompiled(&self) -> Result<Vec<u8>, String> {
-        self.module
-            .serialize()
-            .map_err(|e| format!("cannot serialize the module: {e}"))
+        self.module.serialize().map_err(|e| format!("cannot serialize the module: {e}"))
     }
 
     /// Runs `request` with `data_dir` mounted read-only at `/data`. The request's
@@ -242,15 +210,9 @@ impl Sandbox {
                 .spawn_scoped(scope, || self.run_guest(request, data_dir));
             match worker {
                 Ok(handle) => handle.join().unwrap_or_else(|_| {
-                    RunResult::failure(
-                        ErrorType::Internal,
-                        "the sandbox thread panicked; this is a bug in runner-host",
-                    )
+                    RunResult::failure(ErrorType::Internal, "the sandbox thread panicked; this is a bug in runner-host")
                 }),
-                Err(e) => RunResult::failure(
-                    ErrorType::Internal,
-                    format!("cannot start a sandbox thread: {e}"),
-                ),
+                Err(e) => RunResult::failure(ErrorType::Internal, format!("cannot start a sandbox thread: {e}")),
             }
         })
     }
@@ -259,10 +221,7 @@ impl Sandbox {
         let stdin = match serde_json::to_vec(request) {
             Ok(bytes) => bytes,
             Err(e) => {
-                return RunResult::failure(
-                    ErrorType::Internal,
-                    format!("cannot encode the request: {e}"),
-                );
+                return RunResult::failure(ErrorType::Internal, format!("cannot encode the request: {e}"));
             }
         };
         let stdout_cap = usize::try_from(request.max_output_bytes)
@@ -289,18 +248,9 @@ impl Sandbox {
             peak: 0,
             exceeded: false,
         };
-        let mut store = Store::new(
-            &self.engine,
-            GuestState {
-                wasi: wasi.build_p1(),
-                limiter,
-            },
-        );
+        let mut store = Store::new(&self.engine, GuestState { wasi: wasi.build_p1(), limiter });
         store.limiter(|state| &mut state.limiter);
-        let ticks = request
-            .timeout_ms
-            .div_ceil(limits::EPOCH_TICK.as_millis() as u64)
-            .max(1);
+        let ticks = request.timeout_ms.div_ceil(limits::EPOCH_TICK.as_millis() as u64).max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -323,13 +273,9 @@ impl Sandbox {
 
 fn validate_limits(request: &RunRequest) -> Result<(), String> {
     if request.timeout_ms == 0 || request.timeout_ms > limits::MAX_TIMEOUT_MS {
-        return Err(format!(
-            "timeout_ms must be between 1 and {}",
-            limits::MAX_TIMEOUT_MS
-        ));
+        return Err(format!("timeout_ms must be between 1 and {}", limits::MAX_TIMEOUT_MS));
     }
-    if !(limits::MIN_MEMORY_BYTES..=limits::MAX_MEMORY_BYTES).contains(&request.memory_limit_bytes)
-    {
+    if !(limits::MIN_MEMORY_BYTES..=limits::MAX_MEMORY_BYTES).contains(&request.memory_limit_bytes) {
         return Err(format!(
             "memory_limit_bytes must be between {} MiB and {} MiB",
             limits::MIN_MEMORY_BYTES >> 20,
@@ -352,39 +298,25 @@ fn outcome_to_result(
     stderr: &CappedOutput,
 ) -> RunResult {
     if stdout.overflowed() || stderr.overflowed() {
-        let (stream, cap) = if stdout.overflowed() {
-            ("stdout", stdout.capacity())
-        } else {
-            ("stderr", stderr.capacity())
-        };
+        let (stream, cap) =
+            if stdout.overflowed() { ("stdout", stdout.capacity()) } else { ("stderr", stderr.capacity()) };
         return RunResult::failure(
             ErrorType::OutputLimit,
-            format!(
-                "the guest wrote more than {cap} bytes to {stream}; results are capped at max_output_bytes"
-            ),
+            format!("the guest wrote more than {cap} bytes to {stream}; results are capped at max_output_bytes"),
         );
     }
     let exit_code = match &outcome {
         Ok(()) => Some(0),
         Err(e) => e.downcast_ref::<I32Exit>().map(|exit| exit.0),
     };
-    let trap = outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.downcast_ref::<Trap>().copied());
+    let trap = outcome.as_ref().err().and_then(|e| e.downcast_ref::<Trap>().copied());
     if trap == Some(Trap::Interrupt) {
-        return RunResult::failure(
-            ErrorType::Timeout,
-            format!("the query ran longer than {} ms", request.timeout_ms),
-        );
+        return RunResult::failure(ErrorType::Timeout, format!("the query ran longer than {} ms", request.timeout_ms));
     }
     if limiter.exceeded && exit_code != Some(0) {
         return RunResult::failure(
             ErrorType::MemoryLimit,
-            format!(
-                "the query needed more than {} MiB of memory",
-                request.memory_limit_bytes >> 20
-            ),
+            format!("the query needed more than {} MiB of memory", request.memory_limit_bytes >> 20),
         );
     }
     // The guest's own result: after a clean exit, or written by its panic hook
@@ -392,25 +324,17 @@ fn outcome_to_result(
     if let Some(result) = parse_result(&stdout.contents()) {
         return enforce_caps(result, request);
     }
-    let stderr_text = String::from_utf8_lossy(&stderr.contents())
-        .trim()
-        .to_string();
+    let stderr_text = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let detail = |what: String| {
-        if stderr_text.is_empty() {
-            what
-        } else {
-            format!("{what}; guest stderr: {}", tail(&stderr_text, 2000))
-        }
+        if stderr_text.is_empty() { what } else { format!("{what}; guest stderr: {}", tail(&stderr_text, 2000)) }
     };
     match (outcome, exit_code) {
-        (_, Some(0)) => RunResult::failure(
-            ErrorType::Internal,
-            detail("the guest exited without printing a valid result".into()),
-        ),
-        (_, Some(code)) => RunResult::failure(
-            ErrorType::Internal,
-            detail(format!("the guest exited with code {code}")),
-        ),
+        (_, Some(0)) => {
+            RunResult::failure(ErrorType::Internal, detail("the guest exited without printing a valid result".into()))
+        }
+        (_, Some(code)) => {
+            RunResult::failure(ErrorType::Internal, detail(format!("the guest exited with code {code}")))
+        }
         (Err(_), None) if trap == Some(Trap::StackOverflow) => RunResult::failure(
             ErrorType::Internal,
             detail("the guest exhausted its stack (is the query nested too deeply?)".into()),
@@ -470,16 +394,14 @@ fn tail(text: &str, max: usize) -> &str {
 /// Without it no deadline fires, so failing to start it fails the sandbox.
 fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("sandbox-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(limits::EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
+    std::thread::Builder::new().name("sandbox-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(limits::EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
             }
-        })?;
+        }
+    })?;
     Ok(())
 }

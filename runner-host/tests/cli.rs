@@ -13,30 +13,15 @@ fn datasets() -> PathBuf {
 /// `runner-host` with the module cache shared by all of the workspace's tests.
 fn runner_host() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runner-host"));
-    command.env(
-        "RUNNER_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache"),
-    );
-    for var in [
-        "RUNNER_MODULE",
-        "RUNNER_REQUEST_JSON",
-        "DATASETS_DIR",
-        "RUNNER_FORMAT",
-        "RUNNER_MAX_ROWS",
-    ] {
+    command.env("RUNNER_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("module-cache"));
+    for var in ["RUNNER_MODULE", "RUNNER_REQUEST_JSON", "DATASETS_DIR", "RUNNER_FORMAT", "RUNNER_MAX_ROWS"] {
         command.env_remove(var);
     }
     command
 }
 
 fn run(args: &[&str]) -> Output {
-    runner_host()
-        .arg("run")
-        .arg("--datasets-dir")
-        .arg(datasets())
-        .args(args)
-        .output()
-        .unwrap()
+    runner_host().arg("run").arg("--datasets-dir").arg(datasets()).args(args).output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -45,11 +30,7 @@ fn stdout(output: &Output) -> String {
 
 fn result(output: &Output) -> RunResult {
     let text = stdout(output);
-    assert_eq!(
-        text.lines().count(),
-        1,
-        "one JSON line expected, got {text:?}"
-    );
+    assert_eq!(text.lines().count(), 1, "one JSON line expected, got {text:?}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
@@ -61,37 +42,18 @@ fn csv_rows(path: &str) -> u64 {
 
 #[test]
 fn run_prints_a_json_result_and_exits_zero() {
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "SELECT COUNT(*) AS ticket_count FROM tickets",
-    ]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run(&["--dataset", "support", "--sql", "SELECT COUNT(*) AS ticket_count FROM tickets"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let r = result(&output);
     assert_eq!(r.status, RunStatus::Success);
     assert_eq!(r.columns, vec!["ticket_count"]);
-    assert_eq!(
-        r.rows,
-        vec![vec![serde_json::json!(csv_rows("support/tickets.csv"))]]
-    );
+    assert_eq!(r.rows, vec![vec![serde_json::json!(csv_rows("support/tickets.csv"))]]);
 }
 
 #[test]
 fn table_format_is_a_readable_grid() {
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "SELECT COUNT(*) AS ticket_count FROM tickets",
-        "--format",
-        "table",
-    ]);
+    let output =
+        run(&["--dataset", "support", "--sql", "SELECT COUNT(*) AS ticket_count FROM tickets", "--format", "table"]);
     assert_eq!(output.status.code(), Some(0));
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
@@ -115,54 +77,29 @@ fn csv_format_has_a_header_row() {
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "product_id,name");
-    let first_product =
-        std::fs::read_to_string(datasets().join("ecommerce/inventory.csv")).unwrap();
-    let expected: Vec<&str> = first_product
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .take(2)
-        .collect();
+    let first_product = std::fs::read_to_string(datasets().join("ecommerce/inventory.csv")).unwrap();
+    let expected: Vec<&str> = first_product.lines().nth(1).unwrap().split(',').take(2).collect();
     assert_eq!(lines[1], expected.join(","));
     assert_eq!(lines.len(), 3);
 }
 
 #[test]
 fn a_failing_query_exits_one_with_its_error() {
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "SELECT no_such_column FROM tickets",
-    ]);
+    let output = run(&["--dataset", "support", "--sql", "SELECT no_such_column FROM tickets"]);
     assert_eq!(output.status.code(), Some(1));
     let r = result(&output);
     assert_eq!(r.error_type(), Some(ErrorType::SqlPlanError));
     assert!(r.error.unwrap().message.contains("no_such_column"));
 
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "DROP TABLE tickets",
-        "--format",
-        "table",
-    ]);
+    let output = run(&["--dataset", "support", "--sql", "DROP TABLE tickets", "--format", "table"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("error [SQL_NOT_ALLOWED]"));
 }
 
 #[test]
 fn limits_from_flags_apply() {
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "SELECT ticket_id FROM tickets ORDER BY ticket_id",
-        "--max-rows",
-        "3",
-    ]);
+    let output =
+        run(&["--dataset", "support", "--sql", "SELECT ticket_id FROM tickets ORDER BY ticket_id", "--max-rows", "3"]);
     let r = result(&output);
     assert_eq!(r.row_count, 3);
     assert!(r.truncated);
@@ -183,34 +120,13 @@ fn usage_errors_exit_two() {
     let output = run(&["--dataset", "nope", "--sql", "SELECT 1"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("no dataset \"nope\"") && stderr.contains("support, ecommerce, sensors"),
-        "{stderr}"
-    );
-    let output = runner_host()
-        .args(["run", "--dataset", "support"])
-        .output()
-        .unwrap();
+    assert!(stderr.contains("no dataset \"nope\"") && stderr.contains("support, ecommerce, sensors"), "{stderr}");
+    let output = runner_host().args(["run", "--dataset", "support"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "missing --sql");
-    let output = run(&[
-        "--dataset",
-        "support",
-        "--sql",
-        "SELECT 1",
-        "--format",
-        "xml",
-    ]);
+    let output = run(&["--dataset", "support", "--sql", "SELECT 1", "--format", "xml"]);
     assert_eq!(output.status.code(), Some(2));
     let output = runner_host()
-        .args([
-            "run",
-            "--datasets-dir",
-            "/nonexistent",
-            "--dataset",
-            "x",
-            "--sql",
-            "SELECT 1",
-        ])
+        .args(["run", "--datasets-dir", "/nonexistent", "--dataset", "x", "--sql", "SELECT 1"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -257,10 +173,7 @@ fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     let r = result(&output);
-    assert_eq!(
-        r.rows,
-        vec![vec![serde_json::json!(csv_rows("ecommerce/orders.csv"))]]
-    );
+    assert_eq!(r.rows, vec![vec![serde_json::json!(csv_rows("ecommerce/orders.csv"))]]);
 
     // Without the variable the request comes on stdin; a bad one is still one line.
     let mut child = runner_host()
@@ -274,10 +187,7 @@ fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
     child.stdin.take().unwrap().write_all(b"{not json").unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        result(&output).error_type(),
-        Some(ErrorType::InvalidRequest)
-    );
+    assert_eq!(result(&output).error_type(), Some(ErrorType::InvalidRequest));
 }
 
 #[test]
@@ -302,27 +212,11 @@ fn exec_refuses_paths_outside_data() {
 fn precompile_writes_an_artifact_that_run_loads() {
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("guest.cwasm");
-    let output = runner_host()
-        .arg("precompile")
-        .arg("--out")
-        .arg(&artifact)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = runner_host().arg("precompile").arg("--out").arg(&artifact).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(&std::fs::read(&artifact).unwrap()[..4], b"\x7fELF");
     let output = runner_host()
-        .args([
-            "run",
-            "--dataset",
-            "sensors",
-            "--sql",
-            "SELECT COUNT(DISTINCT sensor_id) FROM sensors",
-        ])
+        .args(["run", "--dataset", "sensors", "--sql", "SELECT COUNT(DISTINCT sensor_id) FROM sensors"])
         .arg("--datasets-dir")
         .arg(datasets())
         .arg("--module")
@@ -333,17 +227,8 @@ fn precompile_writes_an_artifact_that_run_loads() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     let sensors = std::fs::read_to_string(datasets().join("sensors/sensors.csv")).unwrap();
-    let distinct: std::collections::HashSet<&str> = sensors
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap())
-        .collect();
-    assert_eq!(
-        result(&output).rows,
-        vec![vec![serde_json::json!(distinct.len())]]
-    );
-    assert!(
-        !dir.path().join("unused-cache").exists(),
-        "a precompiled module needs no cache"
-    );
+    let distinct: std::collections::HashSet<&str> =
+        sensors.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(result(&output).rows, vec![vec![serde_json::json!(distinct.len())]]);
+    assert!(!dir.path().join("unused-cache").exists(), "a precompiled module needs no cache");
 }

@@ -31,26 +31,14 @@ fn hostile(body: &str) -> Hostile {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("t.csv"), "a\n1\n").unwrap();
-    let sandbox = Sandbox::new(&SandboxOptions {
-        module: ModuleSource::File(module),
-        cache_dir: None,
-    })
-    .unwrap();
-    Hostile {
-        _dir: dir,
-        data,
-        sandbox,
-    }
+    let sandbox = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None }).unwrap();
+    Hostile { _dir: dir, data, sandbox }
 }
 
 fn request(timeout_ms: u64) -> RunRequest {
     let mut request = RunRequest::new(
         "ds",
-        vec![TableFile {
-            table: "t".into(),
-            path: "/data/t.csv".into(),
-            columns: vec![],
-        }],
+        vec![TableFile { table: "t".into(), path: "/data/t.csv".into(), columns: vec![] }],
         "SELECT 1",
     );
     request.timeout_ms = timeout_ms;
@@ -63,16 +51,9 @@ fn run(h: &Hostile, request: &RunRequest) -> RunResult {
 }
 
 fn assert_error(result: &RunResult, expected: ErrorType, message_part: &str) {
-    let error = result
-        .error
-        .as_ref()
-        .unwrap_or_else(|| panic!("expected {expected}, got {result:?}"));
+    let error = result.error.as_ref().unwrap_or_else(|| panic!("expected {expected}, got {result:?}"));
     assert_eq!(error.error_type, expected, "{result:?}");
-    assert!(
-        error.message.contains(message_part),
-        "message {:?} lacks {message_part:?}",
-        error.message
-    );
+    assert!(error.message.contains(message_part), "message {:?} lacks {message_part:?}", error.message);
     assert_ne!(result.status, RunStatus::Success);
 }
 
@@ -97,45 +78,23 @@ const EPERM: i32 = 63;
 
 fn exit_code(result: &RunResult) -> i32 {
     let message = &result.error.as_ref().expect("an error").message;
-    let code = message
-        .strip_prefix("the guest exited with code ")
-        .unwrap_or_else(|| panic!("not an exit: {message}"));
-    code.split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let code = message.strip_prefix("the guest exited with code ").unwrap_or_else(|| panic!("not an exit: {message}"));
+    code.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
 #[test]
 fn reading_outside_data_is_refused() {
     const FD_READ: u64 = 1 << 1;
-    for path in [
-        "../../etc/passwd",
-        "/etc/passwd",
-        "../hostile.wat",
-        "./../hostile.wat",
-    ] {
+    for path in ["../../etc/passwd", "/etc/passwd", "../hostile.wat", "./../hostile.wat"] {
         let h = hostile(&open_path(path, 0, FD_READ));
         let result = run(&h, &request(5_000));
-        assert_eq!(
-            result.error_type(),
-            Some(ErrorType::Internal),
-            "{path}: {result:?}"
-        );
+        assert_eq!(result.error_type(), Some(ErrorType::Internal), "{path}: {result:?}");
         let errno = exit_code(&result);
-        assert!(
-            errno == ENOTCAPABLE || errno == EPERM,
-            "{path}: opening it gave errno {errno}"
-        );
+        assert!(errno == ENOTCAPABLE || errno == EPERM, "{path}: opening it gave errno {errno}");
     }
     // The one file the guest may read opens fine (errno 0 is a clean exit without output).
     let h = hostile(&open_path("t.csv", 0, FD_READ));
-    assert_error(
-        &run(&h, &request(5_000)),
-        ErrorType::Internal,
-        "exited without printing a valid result",
-    );
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "exited without printing a valid result");
 }
 
 #[test]
@@ -160,15 +119,9 @@ fn writing_to_data_is_refused() {
         let h = hostile(&open_path(path, oflags, FD_WRITE));
         let result = run(&h, &request(5_000));
         let errno = exit_code(&result);
-        assert!(
-            errno == ENOTCAPABLE || errno == EPERM,
-            "{path}: errno {errno}"
-        );
+        assert!(errno == ENOTCAPABLE || errno == EPERM, "{path}: errno {errno}");
         assert!(!h.data.join("pwned.txt").exists());
-        assert_eq!(
-            std::fs::read_to_string(h.data.join("t.csv")).unwrap(),
-            "a\n1\n"
-        );
+        assert_eq!(std::fs::read_to_string(h.data.join("t.csv")).unwrap(), "a\n1\n");
     }
 }
 
@@ -181,10 +134,7 @@ fn an_endless_loop_times_out_on_time() {
     assert_eq!(result.status, RunStatus::Timeout);
     assert_error(&result, ErrorType::Timeout, "longer than 500 ms");
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
-    assert!(
-        elapsed < Duration::from_millis(1_500),
-        "stopped after {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(1_500), "stopped after {elapsed:?}");
 }
 
 #[test]
@@ -198,10 +148,7 @@ fn growing_memory_without_end_hits_the_memory_limit() {
     let result = run(&h, &request(5_000));
     assert_error(&result, ErrorType::MemoryLimit, "more than 32 MiB");
     let peak = result.stats.peak_memory_bytes.unwrap();
-    assert!(
-        peak <= 32 * 1024 * 1024 && peak > 30 * 1024 * 1024,
-        "peak {peak}"
-    );
+    assert!(peak <= 32 * 1024 * 1024 && peak > 30 * 1024 * 1024, "peak {peak}");
 }
 
 /// A module writing 4 KiB to `fd` forever.
@@ -222,29 +169,19 @@ fn flooding_stdout_hits_the_output_limit() {
     let started = Instant::now();
     let result = run(&h, &req);
     assert_error(&result, ErrorType::OutputLimit, "to stdout");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the flood must stop at the cap, not the deadline"
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "the flood must stop at the cap, not the deadline");
     assert!(result.stats.output_bytes.unwrap() > 1_000);
 }
 
 #[test]
 fn flooding_stderr_hits_the_output_limit() {
     let h = hostile(&flood(2));
-    assert_error(
-        &run(&h, &request(10_000)),
-        ErrorType::OutputLimit,
-        "to stderr",
-    );
+    assert_error(&run(&h, &request(10_000)), ErrorType::OutputLimit, "to stderr");
 }
 
 /// A module printing `text` on stdout and exiting cleanly.
 fn prints(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n");
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
     format!(
         r#"(memory (export "memory") 1)
         (data (i32.const 0) "\10\00\00\00\{len:02x}\{len_hi:02x}\00\00")
@@ -263,10 +200,7 @@ fn a_guest_returning_too_many_rows_is_cut_to_max_rows() {
     req.max_rows = 2;
     let result = run(&h, &req);
     assert_eq!(result.status, RunStatus::Success, "{result:?}");
-    assert_eq!(
-        result.rows,
-        vec![vec![serde_json::json!(1)], vec![serde_json::json!(2)]]
-    );
+    assert_eq!(result.rows, vec![vec![serde_json::json!(1)], vec![serde_json::json!(2)]]);
     assert_eq!(result.row_count, 2);
     assert!(result.truncated);
 }
@@ -274,61 +208,32 @@ fn a_guest_returning_too_many_rows_is_cut_to_max_rows() {
 #[test]
 fn garbage_output_is_an_internal_error() {
     let h = hostile(&prints("this is not json\n"));
-    assert_error(
-        &run(&h, &request(5_000)),
-        ErrorType::Internal,
-        "without printing a valid result",
-    );
-    let h = hostile(&prints(
-        "{\"status\":\"success\"}\n{\"status\":\"success\"}\n",
-    ));
-    assert_error(
-        &run(&h, &request(5_000)),
-        ErrorType::Internal,
-        "without printing a valid result",
-    );
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "without printing a valid result");
+    let h = hostile(&prints("{\"status\":\"success\"}\n{\"status\":\"success\"}\n"));
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "without printing a valid result");
 }
 
 #[test]
 fn endless_recursion_exhausts_the_stack_and_is_reported() {
     let h = hostile(r#"(func $f (call $f)) (func (export "_start") (call $f))"#);
-    assert_error(
-        &run(&h, &request(5_000)),
-        ErrorType::Internal,
-        "exhausted its stack",
-    );
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "exhausted its stack");
 }
 
 #[test]
 fn a_trap_is_an_internal_error_naming_the_trap() {
     let h = hostile(r#"(func (export "_start") unreachable)"#);
-    assert_error(
-        &run(&h, &request(5_000)),
-        ErrorType::Internal,
-        "unreachable",
-    );
+    assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "unreachable");
 }
 
 #[test]
 fn imports_beyond_wasi_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("m.wat");
-    std::fs::write(
-        &module,
-        r#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#,
-    )
-    .unwrap();
-    let err = Sandbox::new(&SandboxOptions {
-        module: ModuleSource::File(module),
-        cache_dir: None,
-    })
-    .err()
-    .expect("must not load");
-    assert!(
-        err.to_string()
-            .contains("imports the sandbox does not provide"),
-        "{err}"
-    );
+    std::fs::write(&module, r#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#).unwrap();
+    let err = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None })
+        .err()
+        .expect("must not load");
+    assert!(err.to_string().contains("imports the sandbox does not provide"), "{err}");
 }
 
 #[test]
@@ -338,22 +243,12 @@ fn limits_out_of_range_are_invalid_requests() {
     assert_error(&run(&h, &req), ErrorType::InvalidRequest, "timeout_ms");
     req.timeout_ms = 1_000;
     req.memory_limit_bytes = 1024;
-    assert_error(
-        &run(&h, &req),
-        ErrorType::InvalidRequest,
-        "memory_limit_bytes",
-    );
+    assert_error(&run(&h, &req), ErrorType::InvalidRequest, "memory_limit_bytes");
 }
 
 #[test]
 fn a_missing_data_folder_is_a_dataset_error() {
     let h = hostile(r#"(func (export "_start"))"#);
-    let result = h
-        .sandbox
-        .run(&request(1_000), Path::new("/nonexistent/data"));
-    assert_error(
-        &result,
-        ErrorType::DatasetError,
-        "cannot open the dataset folder",
-    );
+    let result = h.sandbox.run(&request(1_000), Path::new("/nonexistent/data"));
+    assert_error(&result, ErrorType::DatasetError, "cannot open the dataset folder");
 }

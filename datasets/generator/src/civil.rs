@@ -38,13 +38,7 @@ pub fn date(seconds: i64) -> String {
 /// `YYYY-MM-DD HH:MM:SS`.
 pub fn timestamp(seconds: i64) -> String {
     let secs = seconds.rem_euclid(DAY);
-    format!(
-        "{} {:02}:{:02}:{:02}",
-        date(seconds),
-        secs / HOUR,
-        (secs % HOUR) / 60,
-        secs % 60
-    )
+    format!("{} {:02}:{:02}:{:02}", date(seconds), secs / HOUR, (secs % HOUR) / 60, secs % 60)
 }
 
 #[cfg(test)]
@@ -57,9 +51,6 @@ mod tests {
         assert_eq!(days_from_civil(2026, 1, 1), 20_454);
         assert_eq!(civil_from_days(20_454), (2026, 1, 1));
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(
-            timestamp(days_from_civil(2025, 12, 31) * DAY + 23 * HOUR + 59 * 60 + 58),
-            "2025-12-31 23:59:58"
-        );
+        assert_eq!(timestamp(days_from_civil(2025, 12, 31) * DAY + 23 * HOUR + 59 * 60 + 58), "2025-12-31 23:59:58");
     }
 }

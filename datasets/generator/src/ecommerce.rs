@@ -12,11 +12,7 @@ const ORDERS: &[Column] = &[
     ("order_id", "INTEGER", "Unique order identifier"),
     ("customer_id", "INTEGER", "Customer identifier"),
     ("order_date", "DATE", "Date the order was placed"),
-    (
-        "total",
-        "DOUBLE",
-        "Order value in dollars: the sum of its discounted lines",
-    ),
+    ("total", "DOUBLE", "Order value in dollars: the sum of its discounted lines"),
     ("status", "VARCHAR", "completed, returned or cancelled"),
     ("returned", "BOOLEAN", "Whether the order was returned"),
 ];
@@ -24,11 +20,7 @@ const ORDERS: &[Column] = &[
 const ORDER_ITEMS: &[Column] = &[
     ("item_id", "INTEGER", "Unique line item identifier"),
     ("order_id", "INTEGER", "The order (orders.order_id)"),
-    (
-        "product_id",
-        "INTEGER",
-        "The product (inventory.product_id)",
-    ),
+    ("product_id", "INTEGER", "The product (inventory.product_id)"),
     ("category", "VARCHAR", "The product's category"),
     ("quantity", "INTEGER", "Units ordered"),
     ("price", "DOUBLE", "Unit price in dollars before discount"),
@@ -38,11 +30,7 @@ const ORDER_ITEMS: &[Column] = &[
 const INVENTORY: &[Column] = &[
     ("product_id", "INTEGER", "Unique product identifier"),
     ("name", "VARCHAR", "Product name"),
-    (
-        "category",
-        "VARCHAR",
-        "Electronics, Clothing, Home, Books or Toys",
-    ),
+    ("category", "VARCHAR", "Electronics, Clothing, Home, Books or Toys"),
     ("stock", "INTEGER", "Units in stock"),
 ];
 
@@ -56,68 +44,15 @@ const CATEGORIES: &[(&str, f64, f64, &[&str])] = &[
         "Electronics",
         15.0,
         600.0,
-        &[
-            "Headphones",
-            "Keyboard",
-            "Monitor",
-            "USB Cable",
-            "Speaker",
-            "Webcam",
-            "Charger",
-            "Mouse",
-        ],
+        &["Headphones", "Keyboard", "Monitor", "USB Cable", "Speaker", "Webcam", "Charger", "Mouse"],
     ),
-    (
-        "Clothing",
-        10.0,
-        150.0,
-        &[
-            "T-Shirt", "Jacket", "Sneakers", "Scarf", "Jeans", "Hoodie", "Cap", "Socks",
-        ],
-    ),
-    (
-        "Home",
-        12.0,
-        300.0,
-        &[
-            "Lamp", "Blender", "Cushion", "Kettle", "Rug", "Vase", "Toaster", "Shelf",
-        ],
-    ),
-    (
-        "Books",
-        8.0,
-        60.0,
-        &[
-            "Novel",
-            "Cookbook",
-            "Atlas",
-            "Biography",
-            "Guide",
-            "Anthology",
-            "Workbook",
-            "Journal",
-        ],
-    ),
-    (
-        "Toys",
-        8.0,
-        120.0,
-        &[
-            "Puzzle",
-            "Robot",
-            "Board Game",
-            "Plush Bear",
-            "Kite",
-            "Train Set",
-            "Blocks",
-            "Yo-Yo",
-        ],
-    ),
+    ("Clothing", 10.0, 150.0, &["T-Shirt", "Jacket", "Sneakers", "Scarf", "Jeans", "Hoodie", "Cap", "Socks"]),
+    ("Home", 12.0, 300.0, &["Lamp", "Blender", "Cushion", "Kettle", "Rug", "Vase", "Toaster", "Shelf"]),
+    ("Books", 8.0, 60.0, &["Novel", "Cookbook", "Atlas", "Biography", "Guide", "Anthology", "Workbook", "Journal"]),
+    ("Toys", 8.0, 120.0, &["Puzzle", "Robot", "Board Game", "Plush Bear", "Kite", "Train Set", "Blocks", "Yo-Yo"]),
 ];
-const ADJECTIVES: &[&str] = &[
-    "Classic", "Pro", "Mini", "Deluxe", "Eco", "Smart", "Retro", "Ultra", "Compact", "Premium",
-    "Basic", "Travel",
-];
+const ADJECTIVES: &[&str] =
+    &["Classic", "Pro", "Mini", "Deluxe", "Eco", "Smart", "Retro", "Ultra", "Compact", "Premium", "Basic", "Travel"];
 
 struct Product {
     id: i64,
@@ -134,18 +69,10 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
         let id = 201 + i;
         let (category, lo, hi, nouns) = CATEGORIES[(i as usize) % CATEGORIES.len()];
         let name = format!("{} {} {}", rng.pick(ADJECTIVES), rng.pick(nouns), 100 + i);
-        let stock = if rng.chance(0.08) {
-            rng.range(0, 19)
-        } else {
-            rng.range(20, 500)
-        };
+        let stock = if rng.chance(0.08) { rng.range(0, 19) } else { rng.range(20, 500) };
         let price = cents(lo + (hi - lo) * rng.unit().powi(2));
         inventory.row(&[&id.to_string(), &name, category, &stock.to_string()])?;
-        products.push(Product {
-            id,
-            category,
-            price,
-        });
+        products.push(Product { id, category, price });
     }
 
     let mut orders = CsvFile::create(out, "ecommerce/orders.csv", ORDERS)?;
@@ -163,8 +90,7 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
             let product = rng.pick(&products);
             let quantity = *rng.weighted(&[(1u32, 70), (2, 20), (3, 10)]);
             let discount = *rng.weighted(&[(0u32, 60), (5, 15), (10, 15), (15, 5), (20, 5)]);
-            total +=
-                cents(f64::from(quantity) * product.price * (1.0 - f64::from(discount) / 100.0));
+            total += cents(f64::from(quantity) * product.price * (1.0 - f64::from(discount) / 100.0));
             items.row(&[
                 &item_id.to_string(),
                 &order_id.to_string(),
@@ -183,11 +109,7 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
             &order_date,
             &fixed(cents(total), 2),
             status,
-            if status == "returned" {
-                "true"
-            } else {
-                "false"
-            },
+            if status == "returned" { "true" } else { "false" },
         ])?;
     }
 

@@ -47,16 +47,10 @@ pub fn generate_only(out: &Path, scale: u32, ids: &[&str]) -> anyhow::Result<Reg
             "support" => support::write(out, scale)?,
             "ecommerce" => ecommerce::write(out, scale)?,
             "sensors" => sensors::write(out, scale)?,
-            other => anyhow::bail!(
-                "unknown dataset {other:?}; datasets: {}",
-                DATASETS.join(", ")
-            ),
+            other => anyhow::bail!("unknown dataset {other:?}; datasets: {}", DATASETS.join(", ")),
         });
     }
-    let registry = Registry {
-        version: Some(Value::from("1")),
-        datasets,
-    };
+    let registry = Registry { version: Some(Value::from("1")), datasets };
     let mut text = serde_json::to_string_pretty(&registry)?;
     text.push('\n');
     let path = out.join(protocol::registry::REGISTRY_FILE);
@@ -81,11 +75,9 @@ impl CsvFile {
     pub fn create(out: &Path, relative: &str, columns: &[Column]) -> anyhow::Result<CsvFile> {
         let path = out.join(relative);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        let file =
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut csv = CsvFile {
             relative: relative.to_string(),
             path,
@@ -104,10 +96,7 @@ impl CsvFile {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         for (i, field) in fields.iter().enumerate() {
-            debug_assert!(
-                !field.contains([',', '"', '\n']),
-                "field needs quoting: {field}"
-            );
+            debug_assert!(!field.contains([',', '"', '\n']), "field needs quoting: {field}");
             if i > 0 {
                 line.push(',');
             }
@@ -128,25 +117,14 @@ impl CsvFile {
     }
 
     /// Finishes the file: its registry entry and its sha256.
-    pub fn finish(
-        mut self,
-        description: &str,
-        columns: &[Column],
-    ) -> anyhow::Result<(DatasetFile, String)> {
-        self.writer
-            .flush()
-            .with_context(|| format!("cannot write {}", self.path.display()))?;
+    pub fn finish(mut self, description: &str, columns: &[Column]) -> anyhow::Result<(DatasetFile, String)> {
+        self.writer.flush().with_context(|| format!("cannot write {}", self.path.display()))?;
         let digest = hex(&self.hasher.finalize());
         let schema: Map<String, Value> = columns
             .iter()
             .map(|(name, ty, desc)| (name.to_string(), json!({ "type": ty, "description": desc })))
             .collect();
-        let name = self
-            .relative
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.relative)
-            .to_string();
+        let name = self.relative.rsplit('/').next().unwrap_or(&self.relative).to_string();
         let file = DatasetFile {
             name,
             path: self.relative,
@@ -210,17 +188,11 @@ mod tests {
         let registry = generate(out.path(), 1).unwrap();
         let committed = committed_datasets();
         let mut paths = vec![protocol::registry::REGISTRY_FILE.to_string()];
-        paths.extend(
-            registry
-                .datasets
-                .iter()
-                .flat_map(|d| d.files.iter().map(|f| f.path.clone())),
-        );
+        paths.extend(registry.datasets.iter().flat_map(|d| d.files.iter().map(|f| f.path.clone())));
         for path in paths {
             let fresh = fs::read(out.path().join(&path)).unwrap();
-            let stored = fs::read(committed.join(&path)).unwrap_or_else(|e| {
-                panic!("datasets/{path} is missing ({e}); run `cargo run -p dataset-generator`")
-            });
+            let stored = fs::read(committed.join(&path))
+                .unwrap_or_else(|e| panic!("datasets/{path} is missing ({e}); run `cargo run -p dataset-generator`"));
             assert!(
                 fresh == stored,
                 "datasets/{path} differs from the generator's output; run `cargo run -p dataset-generator`"
@@ -232,15 +204,8 @@ mod tests {
     fn datasets_have_the_documented_shape() {
         let out = tempfile::tempdir().unwrap();
         let registry = generate(out.path(), 1).unwrap();
-        let rows = |id: &str, table: &str| {
-            registry
-                .dataset(id)
-                .unwrap()
-                .file_for_table(table)
-                .unwrap()
-                .row_count
-                .unwrap()
-        };
+        let rows =
+            |id: &str, table: &str| registry.dataset(id).unwrap().file_for_table(table).unwrap().row_count.unwrap();
         assert_eq!(rows("support", "tickets"), 6_000);
         assert_eq!(rows("ecommerce", "orders"), 4_000);
         assert_eq!(rows("ecommerce", "inventory"), 500);
@@ -259,11 +224,7 @@ mod tests {
     fn scale_multiplies_rows() {
         let out = tempfile::tempdir().unwrap();
         let registry = generate(out.path(), 2).unwrap();
-        let tickets = registry
-            .dataset("support")
-            .unwrap()
-            .file_for_table("tickets")
-            .unwrap();
+        let tickets = registry.dataset("support").unwrap().file_for_table("tickets").unwrap();
         assert_eq!(tickets.row_count, Some(12_000));
         let base = tempfile::tempdir().unwrap();
         let base_registry = generate(base.path(), 1).unwrap();

@@ -15,12 +15,7 @@ use clap::Parser;
 )]
 struct Cli {
     /// The folder to write registry.json and the CSV folders into.
-    #[arg(
-        long,
-        env = "DATASETS_DIR",
-        default_value = "datasets",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "DATASETS_DIR", default_value = "datasets", value_name = "DIR")]
     out: PathBuf,
     /// Multiply the row counts (inventory stays at 500 products). Write scaled data
     /// outside the repository.
@@ -43,11 +38,7 @@ fn main() -> anyhow::Result<()> {
         for file in &dataset.files {
             println!("{:<32} {:>10} rows", file.path, file.row_count.unwrap_or(0));
         }
-        println!(
-            "{:<32} {}",
-            dataset.id,
-            dataset.version_hash.as_deref().unwrap_or("")
-        );
+        println!("{:<32} {}", dataset.id, dataset.version_hash.as_deref().unwrap_or(""));
     }
     Ok(())
 }

@@ -10,25 +10,13 @@ use crate::{ANCHOR, Column, CsvFile, DAY, HOUR, Rng, dataset, fixed, timestamp};
 const COLUMNS: &[Column] = &[
     ("sensor_id", "VARCHAR", "Sensor identifier"),
     ("timestamp", "TIMESTAMP", "When the reading was taken"),
-    (
-        "location",
-        "VARCHAR",
-        "Site: Plant A, Plant B, Warehouse or Lab",
-    ),
-    (
-        "zone",
-        "VARCHAR",
-        "Zone within the site: North, South, East or West",
-    ),
+    ("location", "VARCHAR", "Site: Plant A, Plant B, Warehouse or Lab"),
+    ("zone", "VARCHAR", "Zone within the site: North, South, East or West"),
     ("temperature_c", "DOUBLE", "Temperature in degrees Celsius"),
     ("humidity_pct", "DOUBLE", "Relative humidity in percent"),
     ("pressure_hpa", "DOUBLE", "Air pressure in hectopascal"),
     ("vibration_mm_s", "DOUBLE", "Vibration velocity in mm/s"),
-    (
-        "anomaly_flag",
-        "BOOLEAN",
-        "Whether the reading is anomalous",
-    ),
+    ("anomaly_flag", "BOOLEAN", "Whether the reading is anomalous"),
     (
         "anomaly_type",
         "VARCHAR",
@@ -43,20 +31,10 @@ const PERIOD_DAYS: i64 = 30;
 const INTERVAL: i64 = 2 * HOUR;
 
 /// Site and its base temperature.
-const LOCATIONS: &[(&str, f64)] = &[
-    ("Plant A", 26.0),
-    ("Plant B", 24.0),
-    ("Warehouse", 17.0),
-    ("Lab", 21.0),
-];
+const LOCATIONS: &[(&str, f64)] = &[("Plant A", 26.0), ("Plant B", 24.0), ("Warehouse", 17.0), ("Lab", 21.0)];
 const ZONES: &[&str] = &["North", "South", "East", "West"];
-const ANOMALIES: &[(&str, u32)] = &[
-    ("overheat", 30),
-    ("vibration_spike", 30),
-    ("humidity_spike", 15),
-    ("pressure_drop", 15),
-    ("sensor_fault", 10),
-];
+const ANOMALIES: &[(&str, u32)] =
+    &[("overheat", 30), ("vibration_spike", 30), ("humidity_spike", 15), ("pressure_drop", 15), ("sensor_fault", 10)];
 
 pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
     let mut rng = Rng::new(0x5E_0505);
@@ -79,7 +57,7 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
                 id: format!("S-{:04}", i + 1),
                 location,
                 base_temp,
-                zone: *rng.pick(ZONES),
+                zone: ZONES[rng.below(ZONES.len() as u64) as usize],
                 battery: 70.0 + rng.unit() * 30.0,
                 drain: 0.02 + rng.unit() * 0.2,
             }
@@ -129,10 +107,7 @@ pub fn write(out: &Path, scale: u32) -> anyhow::Result<Dataset> {
             ])?;
         }
     }
-    let file = csv.finish(
-        "Sensor readings: one row per sensor every two hours",
-        COLUMNS,
-    )?;
+    let file = csv.finish("Sensor readings: one row per sensor every two hours", COLUMNS)?;
     Ok(dataset(
         "sensors",
         "Industrial Sensors",

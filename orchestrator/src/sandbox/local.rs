@@ -31,9 +31,7 @@ pub struct LocalProvider {
 impl LocalProvider {
     /// Starts loading the module in the background and returns at once.
     pub fn start(options: SandboxOptions, datasets_dir: PathBuf) -> LocalProvider {
-        let state = Arc::new(RwLock::new(State::Loading {
-            since: Instant::now(),
-        }));
+        let state = Arc::new(RwLock::new(State::Loading { since: Instant::now() }));
         let loading = state.clone();
         tokio::task::spawn_blocking(move || {
             tracing::info!(module = %options.module, "loading the sandbox module");
@@ -53,10 +51,7 @@ impl LocalProvider {
             };
             *loading.write().unwrap_or_else(|p| p.into_inner()) = loaded;
         });
-        LocalProvider {
-            datasets_dir,
-            state,
-        }
+        LocalProvider { datasets_dir, state }
     }
 
     fn sandbox(&self) -> Result<Arc<Sandbox>, String> {
@@ -72,13 +67,7 @@ impl LocalProvider {
 
     /// Ready when the module is loaded: a description of how, or why not.
     pub fn readiness(&self) -> Result<String, String> {
-        self.sandbox().map(|s| {
-            format!(
-                "module loaded ({}, {} ms)",
-                s.loaded_from(),
-                s.load_time().as_millis()
-            )
-        })
+        self.sandbox().map(|s| format!("module loaded ({}, {} ms)", s.loaded_from(), s.load_time().as_millis()))
     }
 
     pub async fn run(&self, request: RunRequest, permit: OwnedSemaphorePermit) -> RunResult {
@@ -96,16 +85,12 @@ impl LocalProvider {
         });
         match tokio::time::timeout(watchdog, task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => RunResult::failure(
-                ErrorType::Internal,
-                format!("the sandbox task failed: {join_error}"),
-            ),
+            Ok(Err(join_error)) => {
+                RunResult::failure(ErrorType::Internal, format!("the sandbox task failed: {join_error}"))
+            }
             Err(_) => RunResult::failure(
                 ErrorType::Timeout,
-                format!(
-                    "the sandbox did not stop within {} ms of its deadline",
-                    WATCHDOG_GRACE.as_millis()
-                ),
+                format!("the sandbox did not stop within {} ms of its deadline", WATCHDOG_GRACE.as_millis()),
             ),
         }
     }

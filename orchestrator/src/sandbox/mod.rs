@@ -25,7 +25,7 @@ pub struct Execution {
 
 pub enum Provider {
     Local(local::LocalProvider),
-    K8s(k8s::K8sProvider),
+    K8s(Box<k8s::K8sProvider>),
 }
 
 impl Provider {
@@ -38,17 +38,9 @@ impl Provider {
 
     /// Runs `request`. `permit` is the run's concurrency slot; the provider holds it
     /// until the sandbox has really stopped.
-    pub async fn run(
-        &self,
-        run_id: &str,
-        request: RunRequest,
-        permit: OwnedSemaphorePermit,
-    ) -> Execution {
+    pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
         match self {
-            Provider::Local(local) => Execution {
-                result: local.run(request, permit).await,
-                job_name: None,
-            },
+            Provider::Local(local) => Execution { result: local.run(request, permit).await, job_name: None },
             Provider::K8s(k8s) => {
                 let _permit = permit;
                 k8s.run(run_id, request).await

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use protocol::{ErrorType, RunStatus};
 use serde_json::{Value, json};
 
-use crate::support::{
-    Csv, assert_close, corpus_dir, datasets_dir, num, query, request, run_request, scratch,
-};
+use crate::support::{Csv, assert_close, corpus_dir, datasets_dir, num, query, request, run_request, scratch};
 
 fn tickets() -> Csv {
     Csv::load(&datasets_dir().join("support/tickets.csv"))
@@ -18,11 +16,7 @@ fn tickets() -> Csv {
 #[test]
 fn aggregates_by_group_match_the_csv() {
     let t = tickets();
-    let (p, h, s) = (
-        t.col("priority"),
-        t.col("resolution_time_hours"),
-        t.col("sla_met"),
-    );
+    let (p, h, s) = (t.col("priority"), t.col("resolution_time_hours"), t.col("sla_met"));
     let mut expected: BTreeMap<&str, (u64, f64, u64, u64)> = BTreeMap::new();
     for row in &t.rows {
         let e = expected.entry(row[p].as_str()).or_default();
@@ -41,10 +35,7 @@ fn aggregates_by_group_match_the_csv() {
          FROM tickets GROUP BY priority ORDER BY priority",
     );
     assert_eq!(r.columns, vec!["priority", "n", "avg_hours", "met"]);
-    assert_eq!(
-        r.column_types,
-        vec!["VARCHAR", "BIGINT", "DOUBLE", "BIGINT"]
-    );
+    assert_eq!(r.column_types, vec!["VARCHAR", "BIGINT", "DOUBLE", "BIGINT"]);
     assert_eq!(r.rows.len(), expected.len());
     for (row, (priority, (n, sum, with_hours, met))) in r.rows.iter().zip(&expected) {
         assert_eq!(row[0], json!(priority));
@@ -62,20 +53,12 @@ fn joins_across_the_ecommerce_tables_match_the_csv() {
         Csv::load(&dir.join("order_items.csv")),
         Csv::load(&dir.join("inventory.csv")),
     );
-    let status_of: HashMap<&str, &str> = orders
-        .values("order_id")
-        .zip(orders.values("status"))
-        .collect();
-    let category_of: HashMap<&str, &str> = inventory
-        .values("product_id")
-        .zip(inventory.values("category"))
-        .collect();
+    let status_of: HashMap<&str, &str> = orders.values("order_id").zip(orders.values("status")).collect();
+    let category_of: HashMap<&str, &str> = inventory.values("product_id").zip(inventory.values("category")).collect();
     let mut units_by_status: BTreeMap<&str, i64> = BTreeMap::new();
     let mut units_by_category: BTreeMap<&str, i64> = BTreeMap::new();
-    for ((order, product), quantity) in items
-        .values("order_id")
-        .zip(items.values("product_id"))
-        .zip(items.values("quantity"))
+    for ((order, product), quantity) in
+        items.values("order_id").zip(items.values("product_id")).zip(items.values("quantity"))
     {
         let q: i64 = quantity.parse().unwrap();
         *units_by_status.entry(status_of[order]).or_default() += q;
@@ -89,20 +72,9 @@ fn joins_across_the_ecommerce_tables_match_the_csv() {
          FROM orders o JOIN order_items i ON o.order_id = i.order_id
          GROUP BY o.status ORDER BY o.status",
     );
-    let got: Vec<(String, i64)> = r
-        .rows
-        .iter()
-        .map(|row| {
-            (
-                row[0].as_str().unwrap().to_string(),
-                row[1].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, i64)> = units_by_status
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
+    let got: Vec<(String, i64)> =
+        r.rows.iter().map(|row| (row[0].as_str().unwrap().to_string(), row[1].as_i64().unwrap())).collect();
+    let want: Vec<(String, i64)> = units_by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     assert_eq!(got, want);
 
     // Three tables, dataset-qualified names.
@@ -115,20 +87,9 @@ fn joins_across_the_ecommerce_tables_match_the_csv() {
          JOIN ecommerce.inventory inv ON inv.product_id = i.product_id
          GROUP BY inv.category ORDER BY inv.category",
     );
-    let got: Vec<(String, i64)> = r
-        .rows
-        .iter()
-        .map(|row| {
-            (
-                row[0].as_str().unwrap().to_string(),
-                row[1].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    let want: Vec<(String, i64)> = units_by_category
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
+    let got: Vec<(String, i64)> =
+        r.rows.iter().map(|row| (row[0].as_str().unwrap().to_string(), row[1].as_i64().unwrap())).collect();
+    let want: Vec<(String, i64)> = units_by_category.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     assert_eq!(got, want);
 
     // The keys are consistent: every order total is the sum of its discounted lines.
@@ -153,11 +114,7 @@ fn window_functions_work() {
                 ROW_NUMBER() OVER (ORDER BY ticket_id) AS n
          FROM tickets ORDER BY ticket_id LIMIT 3",
     );
-    let ids: Vec<i64> = t
-        .values("ticket_id")
-        .take(3)
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let ids: Vec<i64> = t.values("ticket_id").take(3).map(|v| v.parse().unwrap()).collect();
     assert_eq!(
         r.rows,
         vec![
@@ -169,11 +126,7 @@ fn window_functions_work() {
 
     // The first ticket of each agent, by creation time.
     let mut first: BTreeMap<i64, (&str, i64)> = BTreeMap::new();
-    for ((agent, created), id) in t
-        .values("agent_id")
-        .zip(t.values("created_at"))
-        .zip(t.values("ticket_id"))
-    {
+    for ((agent, created), id) in t.values("agent_id").zip(t.values("created_at")).zip(t.values("ticket_id")) {
         let (agent, id) = (agent.parse::<i64>().unwrap(), id.parse::<i64>().unwrap());
         let e = first.entry(agent).or_insert((created, id));
         if (created, id) < *e {
@@ -187,11 +140,7 @@ fn window_functions_work() {
            SELECT agent_id, ticket_id, RANK() OVER (PARTITION BY agent_id ORDER BY created_at, ticket_id) AS r
            FROM tickets) WHERE r = 1 ORDER BY agent_id",
     );
-    let got: Vec<(i64, i64)> = r
-        .rows
-        .iter()
-        .map(|row| (row[0].as_i64().unwrap(), row[1].as_i64().unwrap()))
-        .collect();
+    let got: Vec<(i64, i64)> = r.rows.iter().map(|row| (row[0].as_i64().unwrap(), row[1].as_i64().unwrap())).collect();
     let want: Vec<(i64, i64)> = first.iter().map(|(a, (_, id))| (*a, *id)).collect();
     assert_eq!(got, want);
 }
@@ -200,30 +149,14 @@ fn window_functions_work() {
 fn nulls_are_counted_compared_and_returned_as_json_null() {
     let t = tickets();
     let non_empty = |col: &str| t.values(col).filter(|v| !v.is_empty()).count() as u64;
-    let r = query(
-        &datasets_dir(),
-        "support",
-        "SELECT COUNT(*), COUNT(resolved_at), COUNT(csat_score) FROM tickets",
-    );
+    let r = query(&datasets_dir(), "support", "SELECT COUNT(*), COUNT(resolved_at), COUNT(csat_score) FROM tickets");
     assert_eq!(
         r.rows,
-        vec![vec![
-            json!(t.rows.len()),
-            json!(non_empty("resolved_at")),
-            json!(non_empty("csat_score"))
-        ]]
+        vec![vec![json!(t.rows.len()), json!(non_empty("resolved_at")), json!(non_empty("csat_score"))]]
     );
 
-    let r = query(
-        &datasets_dir(),
-        "support",
-        "SELECT DISTINCT status FROM tickets WHERE resolved_at IS NULL",
-    );
-    assert_eq!(
-        r.rows,
-        vec![vec![json!("Open")]],
-        "only open tickets lack a resolution time"
-    );
+    let r = query(&datasets_dir(), "support", "SELECT DISTINCT status FROM tickets WHERE resolved_at IS NULL");
+    assert_eq!(r.rows, vec![vec![json!("Open")]], "only open tickets lack a resolution time");
 
     let r = query(
         &datasets_dir(),
@@ -238,18 +171,11 @@ fn timestamps_and_dates_come_back_as_iso_strings() {
     let t = tickets();
     let created: Vec<&str> = t.values("created_at").collect();
     let iso = |s: &str| s.replacen(' ', "T", 1);
-    let r = query(
-        &datasets_dir(),
-        "support",
-        "SELECT MIN(created_at), MAX(created_at) FROM tickets",
-    );
+    let r = query(&datasets_dir(), "support", "SELECT MIN(created_at), MAX(created_at) FROM tickets");
     assert_eq!(r.column_types, vec!["TIMESTAMP", "TIMESTAMP"]);
     assert_eq!(
         r.rows,
-        vec![vec![
-            json!(iso(created.iter().min().unwrap())),
-            json!(iso(created.iter().max().unwrap()))
-        ]]
+        vec![vec![json!(iso(created.iter().min().unwrap())), json!(iso(created.iter().max().unwrap()))]]
     );
 
     let in_december = created.iter().filter(|c| c.starts_with("2025-12")).count();
@@ -263,34 +189,20 @@ fn timestamps_and_dates_come_back_as_iso_strings() {
 
     let mut per_month: BTreeMap<String, u64> = BTreeMap::new();
     for c in &created {
-        *per_month
-            .entry(format!("{}-01T00:00:00", &c[..7]))
-            .or_default() += 1;
+        *per_month.entry(format!("{}-01T00:00:00", &c[..7])).or_default() += 1;
     }
     let r = query(
         &datasets_dir(),
         "support",
         "SELECT date_trunc('month', created_at) AS m, COUNT(*) FROM tickets GROUP BY m ORDER BY m",
     );
-    let got: Vec<(String, u64)> = r
-        .rows
-        .iter()
-        .map(|row| {
-            (
-                row[0].as_str().unwrap().to_string(),
-                row[1].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let got: Vec<(String, u64)> =
+        r.rows.iter().map(|row| (row[0].as_str().unwrap().to_string(), row[1].as_u64().unwrap())).collect();
     assert_eq!(got, per_month.into_iter().collect::<Vec<_>>());
 
     let orders = Csv::load(&datasets_dir().join("ecommerce/orders.csv"));
     let first_date = orders.values("order_date").min().unwrap().to_string();
-    let r = query(
-        &datasets_dir(),
-        "ecommerce",
-        "SELECT MIN(order_date) FROM orders",
-    );
+    let r = query(&datasets_dir(), "ecommerce", "SELECT MIN(order_date) FROM orders");
     assert_eq!(r.column_types, vec!["DATE"]);
     assert_eq!(r.rows, vec![vec![json!(first_date)]]);
 }
@@ -299,24 +211,11 @@ fn timestamps_and_dates_come_back_as_iso_strings() {
 fn booleans_are_json_booleans() {
     let t = tickets();
     let met = t.values("sla_met").filter(|v| *v == "true").count();
-    let r = query(
-        &datasets_dir(),
-        "support",
-        "SELECT sla_met, COUNT(*) FROM tickets GROUP BY sla_met ORDER BY sla_met",
-    );
+    let r =
+        query(&datasets_dir(), "support", "SELECT sla_met, COUNT(*) FROM tickets GROUP BY sla_met ORDER BY sla_met");
     assert_eq!(r.column_types[0], "BOOLEAN");
-    assert_eq!(
-        r.rows,
-        vec![
-            vec![json!(false), json!(t.rows.len() - met)],
-            vec![json!(true), json!(met)]
-        ]
-    );
-    let r = query(
-        &datasets_dir(),
-        "ecommerce",
-        "SELECT COUNT(*) FROM orders WHERE returned AND status <> 'returned'",
-    );
+    assert_eq!(r.rows, vec![vec![json!(false), json!(t.rows.len() - met)], vec![json!(true), json!(met)]]);
+    let r = query(&datasets_dir(), "ecommerce", "SELECT COUNT(*) FROM orders WHERE returned AND status <> 'returned'");
     assert_eq!(r.rows, vec![vec![json!(0)]]);
 }
 
@@ -342,10 +241,7 @@ fn literal_values_keep_their_natural_json_types() {
         ]]
     );
     let r = query(&datasets_dir(), "support", "VALUES (1, 'a'), (2, 'b')");
-    assert_eq!(
-        r.rows,
-        vec![vec![json!(1), json!("a")], vec![json!(2), json!("b")]]
-    );
+    assert_eq!(r.rows, vec![vec![json!(1), json!("a")], vec![json!(2), json!("b")]]);
 }
 
 #[test]
@@ -363,36 +259,12 @@ fn undeclared_columns_are_inferred() {
     )
     .unwrap();
     let r = query(dir.path(), "d", "SELECT * FROM things ORDER BY id");
-    assert_eq!(
-        r.column_types,
-        vec![
-            "BIGINT",
-            "DOUBLE",
-            "BOOLEAN",
-            "TIMESTAMP",
-            "DATE",
-            "VARCHAR"
-        ]
-    );
+    assert_eq!(r.column_types, vec!["BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMP", "DATE", "VARCHAR"]);
     assert_eq!(
         r.rows,
         vec![
-            vec![
-                json!(1),
-                json!(2.5),
-                json!(true),
-                json!("2025-01-01T10:00:00"),
-                json!("2025-01-01"),
-                json!("a")
-            ],
-            vec![
-                json!(2),
-                Value::Null,
-                json!(false),
-                Value::Null,
-                json!("2025-02-03"),
-                Value::Null
-            ],
+            vec![json!(1), json!(2.5), json!(true), json!("2025-01-01T10:00:00"), json!("2025-01-01"), json!("a")],
+            vec![json!(2), Value::Null, json!(false), Value::Null, json!("2025-02-03"), Value::Null],
         ]
     );
 }
@@ -409,11 +281,7 @@ fn a_file_that_does_not_match_its_schema_is_a_dataset_error() {
     let r = run_request(dir.path(), request(dir.path(), "d", "SELECT SUM(n) FROM t"));
     let error = r.error.unwrap();
     assert_eq!(error.error_type, ErrorType::DatasetError);
-    assert!(
-        error.message.contains("table t") && error.message.contains("not a number"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("table t") && error.message.contains("not a number"), "{}", error.message);
     std::fs::remove_file(dir.path().join("t.csv")).unwrap();
     let r = run_request(dir.path(), request(dir.path(), "d", "SELECT * FROM t"));
     assert_eq!(r.error_type(), Some(ErrorType::DatasetError));
@@ -421,30 +289,18 @@ fn a_file_that_does_not_match_its_schema_is_a_dataset_error() {
 
 #[test]
 fn results_are_cut_at_max_rows_and_max_output_bytes() {
-    let mut req = request(
-        &datasets_dir(),
-        "support",
-        "SELECT ticket_id, category FROM tickets ORDER BY ticket_id",
-    );
+    let mut req = request(&datasets_dir(), "support", "SELECT ticket_id, category FROM tickets ORDER BY ticket_id");
     req.max_rows = 5;
     let r = run_request(&datasets_dir(), req);
     assert_eq!((r.row_count, r.rows.len(), r.truncated), (5, 5, true));
 
-    let mut req = request(
-        &datasets_dir(),
-        "support",
-        "SELECT ticket_id, category FROM tickets ORDER BY ticket_id",
-    );
+    let mut req = request(&datasets_dir(), "support", "SELECT ticket_id, category FROM tickets ORDER BY ticket_id");
     req.max_rows = 1_000;
     req.max_output_bytes = 200;
     let r = run_request(&datasets_dir(), req);
     assert!(r.truncated);
     let size = serde_json::to_string(&r.rows).unwrap().len();
-    assert!(
-        size <= 200 && r.row_count >= 5,
-        "{} rows in {size} bytes",
-        r.row_count
-    );
+    assert!(size <= 200 && r.row_count >= 5, "{} rows in {size} bytes", r.row_count);
 
     let mut req = request(&datasets_dir(), "support", "SELECT COUNT(*) FROM tickets");
     req.max_rows = 1;
@@ -457,20 +313,11 @@ fn the_guest_refuses_what_is_not_a_query_by_itself() {
     // Straight to the sandbox, past the orchestrator's policy: defence in depth.
     for (sql, expected) in [
         ("CREATE TABLE x AS SELECT 1", ErrorType::SqlNotAllowed),
-        (
-            "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/data/tickets.csv'",
-            ErrorType::SqlNotAllowed,
-        ),
-        (
-            "INSERT INTO tickets SELECT * FROM tickets",
-            ErrorType::SqlNotAllowed,
-        ),
+        ("CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/data/tickets.csv'", ErrorType::SqlNotAllowed),
+        ("INSERT INTO tickets SELECT * FROM tickets", ErrorType::SqlNotAllowed),
         ("DELETE FROM tickets", ErrorType::SqlNotAllowed),
         ("COPY tickets TO '/data/out.csv'", ErrorType::SqlNotAllowed),
-        (
-            "SET datafusion.execution.batch_size = 1",
-            ErrorType::SqlNotAllowed,
-        ),
+        ("SET datafusion.execution.batch_size = 1", ErrorType::SqlNotAllowed),
         ("SELECT * FROM '/data/tickets.csv'", ErrorType::UnknownTable),
         ("SELECT * FROM \"/etc/passwd\"", ErrorType::UnknownTable),
         ("SELECT * FROM orders", ErrorType::UnknownTable),
@@ -482,42 +329,19 @@ fn the_guest_refuses_what_is_not_a_query_by_itself() {
         assert_eq!(r.error_type(), Some(expected), "{sql}: {:?}", r.error);
         assert_eq!(r.status, RunStatus::Error);
     }
-    let r = run_request(
-        &datasets_dir(),
-        request(&datasets_dir(), "support", "SELECT * FROM orders"),
-    );
+    let r = run_request(&datasets_dir(), request(&datasets_dir(), "support", "SELECT * FROM orders"));
     assert!(r.error.unwrap().message.contains("tables are: tickets"));
-    let explain = run_request(
-        &datasets_dir(),
-        request(
-            &datasets_dir(),
-            "support",
-            "EXPLAIN SELECT COUNT(*) FROM tickets",
-        ),
-    );
-    assert_eq!(
-        explain.columns,
-        vec!["plan_type", "plan"],
-        "{:?}",
-        explain.error
-    );
+    let explain =
+        run_request(&datasets_dir(), request(&datasets_dir(), "support", "EXPLAIN SELECT COUNT(*) FROM tickets"));
+    assert_eq!(explain.columns, vec!["plan_type", "plan"], "{:?}", explain.error);
     let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
     let r = run_request(&datasets_dir(), request(&datasets_dir(), "support", &deep));
-    assert_eq!(
-        r.error_type(),
-        Some(ErrorType::SqlParseError),
-        "{:?}",
-        r.error
-    );
+    assert_eq!(r.error_type(), Some(ErrorType::SqlParseError), "{:?}", r.error);
 }
 
 #[test]
 fn a_cpu_bomb_stops_at_its_deadline() {
-    let mut req = request(
-        &datasets_dir(),
-        "support",
-        "SELECT COUNT(*) FROM tickets a, tickets b, tickets c",
-    );
+    let mut req = request(&datasets_dir(), "support", "SELECT COUNT(*) FROM tickets a, tickets b, tickets c");
     req.timeout_ms = 1_000;
     let started = Instant::now();
     let r = run_request(&datasets_dir(), req);
@@ -555,9 +379,7 @@ fn an_aggregate_over_a_csv_larger_than_memory_succeeds() {
         dataset_generator::generate_only(&dir, SCALE, &["support"]).unwrap()
     };
     let rows = registry.datasets[0].files[0].row_count.unwrap();
-    let size = std::fs::metadata(dir.join("support/tickets.csv"))
-        .unwrap()
-        .len();
+    let size = std::fs::metadata(dir.join("support/tickets.csv")).unwrap().len();
     let memory_limit = 128 * 1024 * 1024;
     assert!(size > 2 * memory_limit, "{size} bytes");
 
@@ -589,17 +411,10 @@ fn the_foreign_corpus_loads_and_answers_correctly() {
         "support",
         "SELECT COUNT(*), SUM(CASE WHEN sla_met THEN 1 ELSE 0 END), COUNT(*) - COUNT(csat_score) FROM tickets",
     );
-    assert_eq!(
-        r.rows,
-        vec![vec![json!(t.rows.len()), json!(met), json!(no_csat)]]
-    );
+    assert_eq!(r.rows, vec![vec![json!(t.rows.len()), json!(met), json!(no_csat)]]);
 
     let channels: HashSet<&str> = t.values("channel").collect();
-    let r = query(
-        &corpus,
-        "support",
-        "SELECT DISTINCT channel FROM tickets ORDER BY channel",
-    );
+    let r = query(&corpus, "support", "SELECT DISTINCT channel FROM tickets ORDER BY channel");
     let mut want: Vec<&str> = channels.into_iter().collect();
     want.sort();
     assert_eq!(
@@ -620,10 +435,7 @@ fn the_foreign_corpus_loads_and_answers_correctly() {
         .filter(|(_, r)| *r == "True")
         .map(|(id, _)| id)
         .collect();
-    let returned_items = items
-        .values("order_id")
-        .filter(|id| returned.contains(id))
-        .count();
+    let returned_items = items.values("order_id").filter(|id| returned.contains(id)).count();
     let r = query(
         &corpus,
         "ecommerce",

@@ -10,10 +10,7 @@ use runner_host::{ModuleSource, Sandbox, SandboxOptions};
 use serde_json::Value;
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
 pub fn datasets_dir() -> PathBuf {
@@ -36,11 +33,8 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        Sandbox::new(&SandboxOptions {
-            module: ModuleSource::Embedded,
-            cache_dir: Some(cache_dir()),
-        })
-        .expect("the embedded guest loads")
+        Sandbox::new(&SandboxOptions { module: ModuleSource::Embedded, cache_dir: Some(cache_dir()) })
+            .expect("the embedded guest loads")
     })
 }
 
@@ -49,11 +43,7 @@ pub fn corpus_dir() -> Option<PathBuf> {
     match std::env::var_os("CSV_CORPUS_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            assert!(
-                dir.join("registry.json").is_file(),
-                "CSV_CORPUS_DIR={} has no registry.json",
-                dir.display()
-            );
+            assert!(dir.join("registry.json").is_file(), "CSV_CORPUS_DIR={} has no registry.json", dir.display());
             Some(dir)
         }
         None => {
@@ -69,9 +59,7 @@ pub fn corpus_dir() -> Option<PathBuf> {
 /// A request for `sql` over a dataset of `datasets`, with default limits.
 pub fn request(datasets: &Path, dataset: &str, sql: &str) -> RunRequest {
     let registry = Registry::load(datasets).unwrap();
-    let dataset = registry
-        .dataset(dataset)
-        .unwrap_or_else(|| panic!("no dataset {dataset}"));
+    let dataset = registry.dataset(dataset).unwrap_or_else(|| panic!("no dataset {dataset}"));
     runner_host::request_for(dataset, sql)
 }
 
@@ -94,26 +82,14 @@ pub struct Csv {
 
 impl Csv {
     pub fn load(path: &Path) -> Csv {
-        let mut reader =
-            csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let headers = reader
-            .headers()
-            .unwrap()
-            .iter()
-            .map(str::to_string)
-            .collect();
-        let rows = reader
-            .records()
-            .map(|r| r.unwrap().iter().map(str::to_string).collect())
-            .collect();
+        let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let headers = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
         Csv { headers, rows }
     }
 
     pub fn col(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
+        self.headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
     }
 
     /// The values of a column.
@@ -124,17 +100,12 @@ impl Csv {
 }
 
 pub fn num(value: &Value) -> f64 {
-    value
-        .as_f64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
+    value.as_f64().unwrap_or_else(|| panic!("not a number: {value}"))
 }
 
 pub fn assert_close(actual: f64, expected: f64, what: &str) {
     let tolerance = 1e-9 * expected.abs().max(1.0);
-    assert!(
-        (actual - expected).abs() <= tolerance,
-        "{what}: {actual} != {expected}"
-    );
+    assert!((actual - expected).abs() <= tolerance, "{what}: {actual} != {expected}");
 }
 
 /// An orchestrator serving on a loopback port, in this process.
@@ -165,15 +136,24 @@ impl TestServer {
         TestServer::start_in(store_dir, customize).await
     }
 
+    /// Starts a server without waiting for it to be ready.
+    pub async fn start_unready(customize: impl FnOnce(&mut orchestrator::Config)) -> TestServer {
+        TestServer::launch(tempfile::tempdir().unwrap(), customize).await
+    }
+
     pub async fn start_in(
         store_dir: tempfile::TempDir,
         customize: impl FnOnce(&mut orchestrator::Config),
     ) -> TestServer {
+        let server = TestServer::launch(store_dir, customize).await;
+        server.wait_ready().await;
+        server
+    }
+
+    async fn launch(store_dir: tempfile::TempDir, customize: impl FnOnce(&mut orchestrator::Config)) -> TestServer {
         let mut config = test_config(store_dir.path());
         customize(&mut config);
-        let state = orchestrator::server::build_state(config)
-            .await
-            .expect("the orchestrator starts");
+        let state = orchestrator::server::build_state(config).await.expect("the orchestrator starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -184,31 +164,11 @@ impl TestServer {
             .await
             .map_err(|e| format!("{e:#}"))
         });
-        let server = TestServer {
-            url,
-            store_dir: Some(store_dir),
-            shutdown: Some(tx),
-            task: Some(task),
-        };
-        server.wait_ready().await;
-        server
+        TestServer { url, store_dir: Some(store_dir), shutdown: Some(tx), task: Some(task) }
     }
 
     pub async fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
-        loop {
-            if let Ok(r) = client().get(format!("{}/readyz", self.url)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} never became ready",
-                self.url
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        wait_until_ready(&self.url).await;
     }
 
     /// Graceful shutdown; returns the store folder for a restart.
@@ -219,34 +179,20 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
-        self.store_dir
-            .take()
-            .expect("the store folder is kept until stop")
+        self.store_dir.take().expect("the store folder is kept until stop")
     }
 
     pub async fn post_run(&self, body: Value) -> (u16, Value) {
-        let response = client()
-            .post(format!("{}/runs", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = client().post(format!("{}/runs", self.url)).json(&body).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = client()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
+        let response = client().get(format!("{}{path}", self.url)).send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
 
@@ -273,4 +219,43 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// An external tool the test needs (helm, kubernetes-validate, docker). Missing, it
+/// fails the test — unless CSV_ANALYST_SKIP_MISSING_TOOLS=1, which skips it, loudly.
+/// CI installs every tool (.ci/run) and never sets that variable.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var("CSV_ANALYST_SKIP_MISSING_TOOLS").as_deref() == Ok("1") => {
+            eprintln!(
+                "\n*** {name} is not installed: this test checks NOTHING (CSV_ANALYST_SKIP_MISSING_TOOLS=1) ***\n"
+            );
+            None
+        }
+        None => panic!(
+            "{name} is not on PATH. Install the prerequisites (README.md, or run .ci/run), \
+             or set CSV_ANALYST_SKIP_MISSING_TOOLS=1 to skip the tests that need it"
+        ),
+    }
+}
+
+/// Polls `{url}/readyz` until it answers 200 (the first start of a fresh checkout
+/// compiles the guest, which takes minutes).
+pub async fn wait_until_ready(url: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = client().get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became ready");
 }

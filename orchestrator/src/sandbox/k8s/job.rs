@@ -1,0 +1,237 @@
+//! The Kubernetes Job that runs one query: built here, used by the provider and
+//! printed by `orchestrator render-job`.
+//!
+//! The pod is as locked down as a pod can be and still run a program: non-root
+//! UID/GID 1000, read-only root filesystem, no privilege escalation, no
+//! capabilities, the RuntimeDefault seccomp profile, no service-account token, no
+//! service links, and CPU and memory limits. Inside it, `runner-host exec` adds the
+//! wasm sandbox's own limits. Its label `app.kubernetes.io/name: csv-analyst-runner`
+//! is what the chart's NetworkPolicy selects to deny it all egress.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use protocol::RunRequest;
+
+use crate::config::Config;
+
+/// `app.kubernetes.io/name` of runner pods (the NetworkPolicy selects on it).
+pub const RUNNER_NAME: &str = "csv-analyst-runner";
+/// `app.kubernetes.io/managed-by` of runner Jobs.
+pub const MANAGED_BY: &str = "csv-analyst-orchestrator";
+/// The label and annotation holding the run id.
+pub const RUN_ID_KEY: &str = "csv-analyst.io/run-id";
+/// The annotation holding the dataset id.
+pub const DATASET_KEY: &str = "csv-analyst.io/dataset-id";
+/// The runner container's name.
+pub const CONTAINER: &str = "runner";
+/// Where the runner image keeps `runner-host`.
+pub const RUNNER_COMMAND: &str = "/usr/local/bin/runner-host";
+/// Numeric user and group of the runner.
+pub const RUNNER_UID: i64 = 1000;
+/// Memory the container needs beyond the wasm cap: runner-host, the mmapped
+/// precompiled guest, stacks.
+pub const HOST_OVERHEAD_MIB: u64 = 256;
+
+/// The Job name for a run: readable, unique, a valid DNS-1123 label (≤ 63 chars).
+pub fn job_name(run_id: &str) -> String {
+    let id: String =
+        run_id.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).take(32).collect();
+    format!("csv-analyst-run-{id}")
+}
+
+/// The container's memory limit: K8S_MEMORY_LIMIT, or the wasm cap plus overhead.
+pub fn memory_limit(config: &Config) -> String {
+    config
+        .k8s
+        .k8s_memory_limit
+        .clone()
+        .unwrap_or_else(|| format!("{}Mi", config.run_memory_limit_mb + HOST_OVERHEAD_MIB))
+}
+
+/// The Job for `request` (paths under `/data`), named after `run_id`.
+pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunRequest) -> Job {
+    let k8s = &config.k8s;
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), RUNNER_NAME.to_string()),
+        ("app.kubernetes.io/component".to_string(), "query-run".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (RUN_ID_KEY.to_string(), label_value(run_id)),
+    ]);
+    let annotations = BTreeMap::from([
+        (RUN_ID_KEY.to_string(), run_id.to_string()),
+        (DATASET_KEY.to_string(), request.dataset_id.clone()),
+    ]);
+    // Kubernetes kills the Job this long after the run's own timeout: time for the
+    // pod to start and for runner-host to report the timeout itself.
+    let timeout_seconds = request.timeout_ms.div_ceil(1000) as i64;
+    let resources: BTreeMap<String, Quantity> = BTreeMap::from([
+        ("cpu".to_string(), Quantity(k8s.k8s_cpu_limit.clone())),
+        ("memory".to_string(), Quantity(memory_limit(config))),
+    ]);
+    let request_json = serde_json::to_string(request).expect("a RunRequest always serializes");
+
+    let (volumes, mounts) = match &k8s.k8s_datasets_pvc {
+        Some(claim) => (
+            Some(vec![Volume {
+                name: "datasets".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: "datasets".into(),
+                mount_path: protocol::DATA_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+        ),
+        None => (None, None),
+    };
+
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(k8s.runner_image.clone()),
+        image_pull_policy: Some(k8s.k8s_image_pull_policy.clone()),
+        command: Some(vec![RUNNER_COMMAND.into(), "exec".into()]),
+        env: Some(vec![
+            EnvVar { name: "RUNNER_REQUEST_JSON".into(), value: Some(request_json), ..EnvVar::default() },
+            EnvVar { name: "RUNNER_DATA_DIR".into(), value: Some(protocol::DATA_MOUNT.into()), ..EnvVar::default() },
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(resources.clone()),
+            limits: Some(resources),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNNER_UID),
+            run_as_group: Some(RUNNER_UID),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            seccomp_profile: Some(runtime_default()),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: mounts,
+        ..Container::default()
+    };
+
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(run_id)),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(timeout_seconds + k8s.k8s_job_deadline_grace_seconds),
+            ttl_seconds_after_finished: Some(k8s.k8s_job_ttl_seconds),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    service_account_name: k8s.k8s_service_account_name.clone(),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUNNER_UID),
+                        run_as_group: Some(RUNNER_UID),
+                        seccomp_profile: Some(runtime_default()),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes,
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+}
+
+/// A label value: at most 63 of `[A-Za-z0-9._-]`, starting and ending alphanumeric.
+fn label_value(text: &str) -> String {
+    let cleaned: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).take(63).collect();
+    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::from_args(args.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn job_names_are_dns_labels_derived_from_the_run_id() {
+        let name = job_name("3F2B8C1A-1111-4222-8333-444455556666");
+        assert_eq!(name, "csv-analyst-run-3f2b8c1a111142228333444455556666");
+        assert!(name.len() <= 63);
+    }
+
+    #[test]
+    fn the_job_is_locked_down_and_carries_the_request() {
+        let cfg = config(&["--run-memory-limit-mb", "128", "--runner-image", "csv-analyst-runner:dev"]);
+        let mut request = RunRequest::new("support", vec![], "SELECT 1");
+        request.timeout_ms = 10_500;
+        let job = build(&cfg, "csv-analyst", "run-1", &request);
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(11 + 30));
+        assert_eq!(spec.ttl_seconds_after_finished, Some(300));
+        let pod = spec.template.spec.as_ref().unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.enable_service_links, Some(false));
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"], Quantity("384Mi".into()));
+        let env = c.env.as_ref().unwrap();
+        let sent: RunRequest = serde_json::from_str(env[0].value.as_ref().unwrap()).unwrap();
+        assert_eq!(sent, request);
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/name"], RUNNER_NAME);
+        assert_eq!(labels[RUN_ID_KEY], "run-1");
+        assert_eq!(job.metadata.annotations.as_ref().unwrap()[RUN_ID_KEY], "run-1");
+        assert!(pod.volumes.is_none(), "the image's own /data by default");
+    }
+
+    #[test]
+    fn a_datasets_claim_is_mounted_read_only() {
+        let cfg = config(&["--k8s-datasets-pvc", "datasets"]);
+        let job = build(&cfg, "ns", "r", &RunRequest::new("d", vec![], "SELECT 1"));
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().read_only, Some(true));
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/data", Some(true)));
+    }
+}
