@@ -15,6 +15,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use protocol::registry::Registry;
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus, defaults};
+use runner_host::sandbox::{self, CpuTarget};
 use runner_host::{ModuleSource, Sandbox, SandboxOptions, module, request_for};
 
 /// Exit status for a query that ran and failed (error or timeout).
@@ -117,6 +118,18 @@ enum Format {
     Csv,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Cpu {
+    /// This machine's CPU.
+    Native,
+    /// x86-64-v2: SSE4.2 and POPCNT, any x86-64 machine of the last fifteen years.
+    #[value(name = "x86-64-v2")]
+    X86_64V2,
+    /// x86-64-v3: AVX2, BMI2 and FMA (Haswell, Zen and later).
+    #[value(name = "x86-64-v3")]
+    X86_64V3,
+}
+
 #[derive(clap::Args)]
 struct ExecArgs {
     /// The host folder the request's /data paths refer to.
@@ -131,6 +144,10 @@ struct PrecompileArgs {
     /// Where to write the artifact.
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
+    /// The CPUs the artifact must run on. `native` uses every feature of this one;
+    /// container images want a portable level.
+    #[arg(long, env = "RUNNER_PRECOMPILE_CPU", value_enum, default_value_t = Cpu::Native)]
+    cpu: Cpu,
     #[command(flatten)]
     module: ModuleArgs,
 }
@@ -220,22 +237,25 @@ fn read_exec_request() -> Result<RunRequest, String> {
 
 fn precompile(args: PrecompileArgs) -> ExitCode {
     let started = Instant::now();
-    let sandbox = match Sandbox::new(&args.module.options()) {
-        Ok(sandbox) => sandbox,
-        Err(e) => return usage_error(e),
+    let cpu = match args.cpu {
+        Cpu::Native => CpuTarget::Native,
+        Cpu::X86_64V2 => CpuTarget::X86_64V2,
+        Cpu::X86_64V3 => CpuTarget::X86_64V3,
     };
-    let written = sandbox.precompiled().and_then(|bytes| {
-        std::fs::write(&args.out, &bytes).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-        Ok(bytes.len())
-    });
+    let options = args.module.options();
+    let written = sandbox::precompile(&options.module, cpu, options.cache_dir.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            std::fs::write(&args.out, &bytes).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+            Ok(bytes.len())
+        });
     match written {
         Ok(size) => {
             eprintln!(
-                "runner-host: wrote {} ({:.1} MB) in {:.1} s ({})",
+                "runner-host: wrote {} ({:.1} MB) in {:.1} s",
                 args.out.display(),
                 size as f64 / 1e6,
-                started.elapsed().as_secs_f64(),
-                sandbox.loaded_from()
+                started.elapsed().as_secs_f64()
             );
             ExitCode::SUCCESS
         }

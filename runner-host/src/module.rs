@@ -28,6 +28,9 @@ use wasmtime::{Engine, Module};
 
 /// Modules smaller than this compile in milliseconds: not worth a cache entry.
 pub const CACHE_MIN_BYTES: usize = 1024 * 1024;
+/// Compiled modules kept in the cache; older ones (earlier builds of the guest)
+/// are removed when a new one is written.
+pub const CACHE_KEEP: usize = 3;
 
 /// The guest built by build.rs, when the `embedded-guest` feature is on.
 #[cfg(feature = "embedded-guest")]
@@ -128,6 +131,23 @@ pub fn load(engine: &Engine, source: &ModuleSource, cache_dir: Option<&Path>) ->
     Ok(LoadedModule { module, from, elapsed: started.elapsed() })
 }
 
+/// The module's wasm (or wat) bytes, for compiling elsewhere than a sandbox.
+pub fn wasm_bytes(source: &ModuleSource) -> Result<std::borrow::Cow<'static, [u8]>, String> {
+    match source {
+        #[cfg(feature = "embedded-guest")]
+        ModuleSource::Embedded => Ok(std::borrow::Cow::Borrowed(embedded::WASM)),
+        #[cfg(not(feature = "embedded-guest"))]
+        ModuleSource::Embedded => Err("this runner-host was built without the embedded guest; pass --module PATH".into()),
+        ModuleSource::File(path) => {
+            let bytes = fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+            if bytes.starts_with(b"\x7fELF") {
+                return Err("already a precompiled artifact; pass the .wasm module".into());
+            }
+            Ok(std::borrow::Cow::Owned(bytes))
+        }
+    }
+}
+
 #[cfg(feature = "embedded-guest")]
 fn embedded_module(engine: &Engine, cache_dir: Option<&Path>) -> Result<(Module, LoadedFrom), String> {
     compile_cached(engine, embedded::WASM, embedded::SHA256, cache_dir)
@@ -195,10 +215,27 @@ fn compile_cached(
         return Ok((module, LoadedFrom::Compiled));
     }
     drop(lock);
+    prune(dir, CACHE_KEEP);
     // Deserialize from the file so the code is mmapped from it, as on later starts.
     let module = deserialize_if_valid(engine, &artifact)
         .ok_or_else(|| format!("the artifact just written to {} does not load", artifact.display()))?;
     Ok((module, LoadedFrom::CacheMiss(artifact)))
+}
+
+/// Removes all but the `keep` most recently written artifacts (and their locks).
+fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    artifacts.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in artifacts.into_iter().skip(keep) {
+        let _ = fs::remove_file(&old);
+        let _ = fs::remove_file(old.with_extension("lock"));
+    }
 }
 
 fn deserialize_if_valid(engine: &Engine, artifact: &Path) -> Option<Module> {

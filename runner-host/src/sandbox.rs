@@ -118,6 +118,58 @@ pub struct Sandbox {
     load_time: Duration,
 }
 
+/// The CPU a precompiled artifact is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuTarget {
+    /// This machine's CPU, every feature it has (what a running sandbox uses).
+    Native,
+    /// x86-64-v2 (SSE4.2, POPCNT): any x86-64 machine of the last fifteen years.
+    X86_64V2,
+    /// x86-64-v3 (AVX2, BMI2, FMA): Intel Haswell, AMD Zen and later.
+    X86_64V3,
+}
+
+impl CpuTarget {
+    /// The Cranelift x86 flags the level enables.
+    fn cranelift_flags(self) -> &'static [&'static str] {
+        const V2: &[&str] = &["has_sse3", "has_ssse3", "has_cmpxchg16b", "has_sse41", "has_sse42", "has_popcnt"];
+        const V3: &[&str] = &[
+            "has_sse3", "has_ssse3", "has_cmpxchg16b", "has_sse41", "has_sse42", "has_popcnt", "has_avx", "has_avx2",
+            "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt",
+        ];
+        match self {
+            CpuTarget::Native => &[],
+            CpuTarget::X86_64V2 => V2,
+            CpuTarget::X86_64V3 => V3,
+        }
+    }
+}
+
+/// Compiles `source` (a wasm or wat module) into a `.cwasm` artifact for `cpu`.
+///
+/// An artifact loads on any machine whose CPU has every feature it was compiled
+/// with: [`CpuTarget::Native`] ties it to CPUs like this one (AVX-512 here, say),
+/// the x86-64 levels make it portable, for container images.
+pub fn precompile(source: &ModuleSource, cpu: CpuTarget, cache_dir: Option<&Path>) -> Result<Vec<u8>, ModuleError> {
+    let fail = |message: String| ModuleError { source_name: source.to_string(), message };
+    if cpu == CpuTarget::Native {
+        let sandbox = Sandbox::new(&SandboxOptions { module: source.clone(), cache_dir: cache_dir.map(Path::to_path_buf) })?;
+        return sandbox.precompiled().map_err(fail);
+    }
+    let mut config = engine_config();
+    config.target("x86_64-unknown-linux-gnu").map_err(|e| fail(format!("cannot target x86-64: {e}")))?;
+    for flag in cpu.cranelift_flags() {
+        // SAFETY: these are x86-64 ISA feature flags; an artifact using them only
+        // loads where the CPU has them (wasmtime checks at deserialization).
+        unsafe {
+            config.cranelift_flag_enable(flag);
+        }
+    }
+    let engine = Engine::new(&config).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
+    let bytes = module::wasm_bytes(source).map_err(fail)?;
+    engine.precompile_module(&bytes).map_err(|e| fail(format!("invalid module: {e:#}")))
+}
+
 /// The engine configuration: every wasm feature the guest does not use is off.
 pub fn engine_config() -> Config {
     let mut config = Config::new();

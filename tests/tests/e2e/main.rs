@@ -5,3 +5,5 @@ mod fake_kube;
 mod guest;
 mod k8s;
 mod support;
+mod chart;
+mod images;
