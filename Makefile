@@ -42,7 +42,7 @@ STATIC_BIN := $(STATIC_DIR)/$(STATIC_TARGET)/release
 # The CPUs the precompiled guest must run on (native, x86-64-v2, x86-64-v3).
 GUEST_CPU ?= x86-64-v2
 
-.PHONY: help static-binaries guest-cwasm runner-rootfs agent-rootfs build-runner-k8s build-agent-k8s \
+.PHONY: help static-runner-host static-orchestrator guest-cwasm runner-rootfs agent-rootfs build-runner-k8s build-agent-k8s \
 	k8s-up k8s-down kind-load helm-lint helm-install k8s-smoke deploy-all-local k8s-e2e
 
 help:
@@ -53,9 +53,14 @@ help:
 
 # runner-host and orchestrator as static executables, without the embedded guest (the
 # runner image ships it precompiled; the agent runs queries in runner Jobs).
-static-binaries:
-	CARGO_TARGET_DIR=$(STATIC_DIR) RUSTFLAGS="-C target-feature=+crt-static" \
-	  $(CARGO) build --release --target $(STATIC_TARGET) --no-default-features -p runner-host -p orchestrator
+STATIC_BUILD := CARGO_TARGET_DIR=$(STATIC_DIR) RUSTFLAGS="-C target-feature=+crt-static" \
+	$(CARGO) build --release --target $(STATIC_TARGET) --no-default-features
+
+static-runner-host:
+	$(STATIC_BUILD) -p runner-host
+
+static-orchestrator:
+	$(STATIC_BUILD) -p orchestrator
 
 # The guest compiled ahead of time for $(GUEST_CPU), so a runner starts in milliseconds.
 guest-cwasm:
@@ -64,7 +69,7 @@ guest-cwasm:
 	$(TARGET_DIR)/release/runner-host precompile --cpu $(GUEST_CPU) --out $(DIST)/guest.cwasm
 
 # The runner image's files: /usr/local/bin/runner-host, /opt/csv-analyst/guest.cwasm, /data.
-runner-rootfs: static-binaries guest-cwasm
+runner-rootfs: static-runner-host guest-cwasm
 	rm -rf $(DIST)/runner
 	mkdir -p $(DIST)/runner/usr/local/bin $(DIST)/runner/opt/csv-analyst $(DIST)/runner/data
 	cp $(STATIC_BIN)/runner-host $(DIST)/runner/usr/local/bin/
@@ -72,7 +77,7 @@ runner-rootfs: static-binaries guest-cwasm
 	tar -C datasets --exclude=generator -cf - . | tar -C $(DIST)/runner/data -xf -
 
 # The agent image's files: /usr/local/bin/orchestrator, /app/datasets, /var/lib/csv-analyst.
-agent-rootfs: static-binaries
+agent-rootfs: static-orchestrator
 	rm -rf $(DIST)/agent
 	mkdir -p $(DIST)/agent/usr/local/bin $(DIST)/agent/app/datasets $(DIST)/agent/var/lib/csv-analyst $(DIST)/agent/tmp
 	cp $(STATIC_BIN)/orchestrator $(DIST)/agent/usr/local/bin/

@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use protocol::{ColumnDecl, ColumnType, DATA_MOUNT, TableFile};
+use protocol::{ColumnDecl, ColumnType, TableFile};
 
 /// Records read to infer the types of columns the registry does not declare.
 const INFER_RECORDS: usize = 10_000;
@@ -72,16 +72,18 @@ pub struct DatasetSchema {
 }
 
 impl DatasetSchema {
-    /// Checks the request's files: every path under `/data`, table names unique.
-    pub fn new(files: &[TableFile], batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
+    /// Checks the request's files: every path under `data_root` (`/data` in the
+    /// sandbox), table names unique.
+    pub fn new(files: &[TableFile], data_root: &str, batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
         let mut seen = HashMap::new();
         for file in files {
             if file.table.is_empty() {
                 return Err(format!("file {:?} has an empty table name", file.path));
             }
-            let under_data = file.path.strip_prefix(DATA_MOUNT).is_some_and(|rest| rest.starts_with('/'));
-            if !under_data || file.path.split('/').any(|part| part == "..") {
-                return Err(format!("file path {:?} is not under {DATA_MOUNT}", file.path));
+            let root = data_root.trim_end_matches('/');
+            let under_root = file.path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'));
+            if !under_root || file.path.split('/').any(|part| part == "..") {
+                return Err(format!("file path {:?} is not under {data_root}", file.path));
             }
             if seen.insert(file.table.to_ascii_lowercase(), ()).is_some() {
                 return Err(format!("table {:?} is listed twice", file.table));

@@ -1,49 +1,11 @@
-//! The csv-analyst runner guest: Apache DataFusion compiled to `wasm32-wasip1`.
-//!
-//! It reads one [`RunRequest`] as JSON on stdin, exposes each CSV file under `/data`
-//! as a table, runs the SQL, and writes one [`RunResult`] as one JSON line on stdout.
-//! It always exits 0 after writing a result; the host treats anything else (a trap,
-//! no output, more than one line) as a sandbox failure.
-//!
-//! This is the innermost of csv-analyst's defences, and it does not trust the host's
-//! SQL policy: DataFusion's [`SQLOptions`] refuse DDL, DML and statements, URL tables
-//! are off, nothing can spill to disk, and a memory pool sized from the request's
-//! memory limit fails large operators cleanly before the wasm memory cap traps.
-//!
-//! [`RunRequest`]: protocol::RunRequest
-//! [`RunResult`]: protocol::RunResult
-//! [`SQLOptions`]: datafusion::execution::context::SQLOptions
-
-mod csv_table;
-mod errors;
-mod json_rows;
+//! The runner guest's entry point on `wasm32-wasip1`: one [`RunRequest`] as JSON on
+//! stdin, one [`RunResult`] as one JSON line on stdout, exit 0. The host treats
+//! anything else (a trap, no output, more than one line) as a sandbox failure.
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::common::config::ConfigNonZeroUsize;
-use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
-use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SessionConfig, SessionContext};
-use futures::StreamExt;
 use protocol::{ErrorType, RunRequest, RunResult};
-
-use crate::csv_table::{BytesRead, DatasetSchema};
-use crate::errors::classify;
-
-/// The catalog DataFusion resolves unqualified names in; the dataset is its one schema.
-const CATALOG: &str = "datafusion";
-/// Rows per Arrow batch read from a CSV file.
-const BATCH_SIZE: usize = 8192;
-/// Share of the memory limit DataFusion's operators (hash tables, sorts) may hold.
-/// The rest is for CSV batches in flight, result rows, static data and the allocator.
-const MEMORY_POOL_SHARE: f64 = 0.6;
-/// How deep the SQL parser may recurse: a deeper expression is a parse error.
-const PARSER_RECURSION_LIMIT: usize = 64;
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -54,7 +16,7 @@ fn main() {
 
     let started = Instant::now();
     let mut result = match read_request() {
-        Ok(request) => run(&request),
+        Ok(request) => runner_guest::run(&request),
         Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
     };
     result.exec_time_ms = started.elapsed().as_millis() as u64;
@@ -74,78 +36,4 @@ fn emit(result: &RunResult) {
     // If the host refuses the write (output cap), there is nobody left to tell.
     let _ = stdout.write_all(line.as_bytes());
     let _ = stdout.flush();
-}
-
-fn run(request: &RunRequest) -> RunResult {
-    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            return RunResult::failure(ErrorType::Internal, format!("cannot start the async runtime: {e}"));
-        }
-    };
-    let started = Instant::now();
-    let bytes_read = BytesRead::default();
-    let mut result = runtime
-        .block_on(execute(request, bytes_read.clone()))
-        .unwrap_or_else(|(error_type, message)| RunResult::failure(error_type, message));
-    result.stats.guest_query_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    result.stats.bytes_read = Some(bytes_read.get());
-    result
-}
-
-type Failure = (ErrorType, String);
-
-async fn execute(request: &RunRequest, bytes_read: BytesRead) -> Result<RunResult, Failure> {
-    let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
-    let fail = |e: DataFusionError| classify(&e, &tables);
-    let ctx = session(request, bytes_read)?;
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let frame = ctx.sql_with_options(&request.sql, options).await.map_err(fail)?;
-
-    let max_rows = usize::try_from(request.max_rows).unwrap_or(usize::MAX);
-    // One row more than returned tells whether the result was cut, and lets
-    // DataFusion stop early. EXPLAIN must stay the plan's root, and its output is small.
-    let explain = matches!(frame.logical_plan(), LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
-    let frame = if explain { frame } else { frame.limit(0, Some(max_rows.saturating_add(1))).map_err(fail)? };
-    let (columns, column_types) = json_rows::describe(frame.schema().as_arrow());
-    let mut stream = frame.execute_stream().await.map_err(fail)?;
-
-    let mut rows = json_rows::RowCollector::new(max_rows, request.max_output_bytes);
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(fail)?;
-        if !rows.push_batch(&batch) {
-            break;
-        }
-    }
-    let truncated = rows.truncated();
-    Ok(RunResult::success(columns, column_types, rows.into_rows(), truncated))
-}
-
-fn session(request: &RunRequest, bytes_read: BytesRead) -> Result<SessionContext, Failure> {
-    let memory_limit = usize::try_from(request.memory_limit_bytes).unwrap_or(usize::MAX);
-    let pool_bytes = (memory_limit as f64 * MEMORY_POOL_SHARE) as usize;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(pool_bytes, 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
-        .build_arc()
-        .map_err(|e| (ErrorType::Internal, format!("cannot set up the query engine: {e}")))?;
-
-    let mut config = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_batch_size(BATCH_SIZE)
-        .with_information_schema(false)
-        .with_default_catalog_and_schema(CATALOG, &request.dataset_id);
-    let options = config.options_mut();
-    options.sql_parser.recursion_limit = ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)
-        .map_err(|e| (ErrorType::Internal, format!("invalid parser recursion limit: {e}")))?;
-
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    let schema = DatasetSchema::new(&request.files, BATCH_SIZE, bytes_read)
-        .map_err(|message| (ErrorType::InvalidRequest, message))?;
-    let catalog =
-        ctx.catalog(CATALOG).ok_or_else(|| (ErrorType::Internal, "the default catalog is missing".to_string()))?;
-    catalog
-        .register_schema(&request.dataset_id, Arc::new(schema))
-        .map_err(|e| (ErrorType::Internal, format!("cannot register the dataset: {e}")))?;
-    Ok(ctx)
 }

@@ -137,7 +137,9 @@ pub fn wasm_bytes(source: &ModuleSource) -> Result<std::borrow::Cow<'static, [u8
         #[cfg(feature = "embedded-guest")]
         ModuleSource::Embedded => Ok(std::borrow::Cow::Borrowed(embedded::WASM)),
         #[cfg(not(feature = "embedded-guest"))]
-        ModuleSource::Embedded => Err("this runner-host was built without the embedded guest; pass --module PATH".into()),
+        ModuleSource::Embedded => {
+            Err("this runner-host was built without the embedded guest; pass --module PATH".into())
+        }
         ModuleSource::File(path) => {
             let bytes = fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
             if bytes.starts_with(b"\x7fELF") {
@@ -275,4 +277,38 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_artifacts_and_drops_their_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            let artifact = dir.path().join(format!("guest-{name}.cwasm"));
+            fs::write(&artifact, b"x").unwrap();
+            fs::write(artifact.with_extension("lock"), b"").unwrap();
+            let age = std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i as u64 * 10);
+            File::options().write(true).open(&artifact).unwrap().set_modified(age).unwrap();
+        }
+        fs::write(dir.path().join("unrelated.txt"), b"keep me").unwrap();
+        prune(dir.path(), 2);
+        let mut left: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec!["guest-c.cwasm", "guest-c.lock", "guest-d.cwasm", "guest-d.lock", "unrelated.txt"]);
+    }
+
+    #[test]
+    fn cache_keys_depend_on_the_module_and_the_engine() {
+        let engine = Engine::new(&crate::sandbox::engine_config()).unwrap();
+        let a = cache_key(&engine, &"a".repeat(64));
+        assert_eq!(a, cache_key(&engine, &"a".repeat(64)));
+        assert_ne!(a, cache_key(&engine, &"b".repeat(64)));
+        let mut other = crate::sandbox::engine_config();
+        other.cranelift_opt_level(wasmtime::OptLevel::None);
+        assert_ne!(a, cache_key(&Engine::new(&other).unwrap(), &"a".repeat(64)), "engine settings are part of the key");
+    }
 }

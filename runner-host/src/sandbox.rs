@@ -134,8 +134,18 @@ impl CpuTarget {
     fn cranelift_flags(self) -> &'static [&'static str] {
         const V2: &[&str] = &["has_sse3", "has_ssse3", "has_cmpxchg16b", "has_sse41", "has_sse42", "has_popcnt"];
         const V3: &[&str] = &[
-            "has_sse3", "has_ssse3", "has_cmpxchg16b", "has_sse41", "has_sse42", "has_popcnt", "has_avx", "has_avx2",
-            "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt",
+            "has_sse3",
+            "has_ssse3",
+            "has_cmpxchg16b",
+            "has_sse41",
+            "has_sse42",
+            "has_popcnt",
+            "has_avx",
+            "has_avx2",
+            "has_fma",
+            "has_bmi1",
+            "has_bmi2",
+            "has_lzcnt",
         ];
         match self {
             CpuTarget::Native => &[],
@@ -153,7 +163,8 @@ impl CpuTarget {
 pub fn precompile(source: &ModuleSource, cpu: CpuTarget, cache_dir: Option<&Path>) -> Result<Vec<u8>, ModuleError> {
     let fail = |message: String| ModuleError { source_name: source.to_string(), message };
     if cpu == CpuTarget::Native {
-        let sandbox = Sandbox::new(&SandboxOptions { module: source.clone(), cache_dir: cache_dir.map(Path::to_path_buf) })?;
+        let sandbox =
+            Sandbox::new(&SandboxOptions { module: source.clone(), cache_dir: cache_dir.map(Path::to_path_buf) })?;
         return sandbox.precompiled().map_err(fail);
     }
     let mut config = engine_config();

@@ -129,7 +129,10 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
     assert_eq!(value_of("LLM_PROVIDER"), Some(json!("openai")));
     assert_eq!(env.iter().filter(|e| e["name"] == "K8S_NAMESPACE").count(), 1, "no duplicate env");
     let key = env.iter().find(|e| e["name"] == "OPENAI_API_KEY").unwrap();
-    assert_eq!(key["valueFrom"]["secretKeyRef"], json!({"name": "csv-analyst-llm", "key": "OPENAI_API_KEY", "optional": true}));
+    assert_eq!(
+        key["valueFrom"]["secretKeyRef"],
+        json!({"name": "csv-analyst-llm", "key": "OPENAI_API_KEY", "optional": true})
+    );
 
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["runAsUser"], 1000);
@@ -156,12 +159,18 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         ])
     );
-    assert!(docs.iter().all(|d| d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding"), "nothing cluster-wide");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding"),
+        "nothing cluster-wide"
+    );
     let binding = find(&docs, "RoleBinding", name);
     assert_eq!(binding["subjects"][0]["name"], name);
 
     let runner_policy = find(&docs, "NetworkPolicy", &format!("{name}-runner-deny-all"));
-    assert_eq!(runner_policy["spec"]["podSelector"]["matchLabels"], json!({"app.kubernetes.io/name": "csv-analyst-runner"}));
+    assert_eq!(
+        runner_policy["spec"]["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "csv-analyst-runner"})
+    );
     assert_eq!(runner_policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(runner_policy["spec"]["egress"], json!([]));
     let app_policy = find(&docs, "NetworkPolicy", name);
@@ -187,10 +196,20 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
     let docs = documents(&yaml);
     let secret = find(&docs, "Secret", "csv-analyst-csv-analyst-chat");
     assert!(secret.get("stringData").is_none(), "no keys, no data");
-    let yaml = helm.template(&["--set", "secret.openaiApiKey=sk-test", "--set", "ingress.enabled=true", "--set", "persistence.enabled=false"]);
+    let yaml = helm.template(&[
+        "--set",
+        "secret.openaiApiKey=sk-test",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "persistence.enabled=false",
+    ]);
     validate(&yaml);
     let docs = documents(&yaml);
-    assert_eq!(find(&docs, "Secret", "csv-analyst-csv-analyst-chat")["stringData"], json!({"OPENAI_API_KEY": "sk-test"}));
+    assert_eq!(
+        find(&docs, "Secret", "csv-analyst-csv-analyst-chat")["stringData"],
+        json!({"OPENAI_API_KEY": "sk-test"})
+    );
     find(&docs, "Ingress", "csv-analyst-csv-analyst-chat");
     assert!(docs.iter().all(|d| d["kind"] != "PersistentVolumeClaim"));
 }
@@ -198,7 +217,13 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
 #[test]
 fn chart_refuses_values_it_does_not_know() {
     let Some(helm) = Helm::new() else { return };
-    for bad in ["imagee.tag=dev", "image.pullPolicy=Sometimes", "env.SANDBOX_PROVIDER=docker", "env.OPENAI_API_KEY=sk-x", "replicaCount=3"] {
+    for bad in [
+        "imagee.tag=dev",
+        "image.pullPolicy=Sometimes",
+        "env.SANDBOX_PROVIDER=docker",
+        "env.OPENAI_API_KEY=sk-x",
+        "replicaCount=3",
+    ] {
         let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);
         assert!(!ok, "--set {bad} rendered:\n{text}");
         assert!(text.contains("schema"), "{bad}: {text}");

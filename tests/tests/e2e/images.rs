@@ -69,7 +69,8 @@ fn target_dir() -> PathBuf {
 
 #[test]
 fn runner_image_answers_the_seed_query_in_a_locked_down_container() {
-    let (Some(dockerd), Some(_), Some(make)) = (require_tool("dockerd"), require_tool("docker"), require_tool("make")) else {
+    let (Some(dockerd), Some(_), Some(make)) = (require_tool("dockerd"), require_tool("docker"), require_tool("make"))
+    else {
         return;
     };
     let engine = DockerEngine::start(&dockerd);
@@ -91,7 +92,8 @@ fn runner_image_answers_the_seed_query_in_a_locked_down_container() {
     );
 
     let registry = Registry::load(&datasets_dir()).unwrap();
-    let request = runner_host::request_for(registry.dataset("support").unwrap(), "SELECT COUNT(*) AS ticket_count FROM tickets");
+    let request =
+        runner_host::request_for(registry.dataset("support").unwrap(), "SELECT COUNT(*) AS ticket_count FROM tickets");
     let request_json = serde_json::to_string(&request).unwrap();
     let output = engine.docker(&[
         "run",
