@@ -311,7 +311,13 @@ fn cold_start(sandbox: &Sandbox, datasets: &Path, plan: &Plan, cache: Option<&Pa
             .arg("--datasets-dir")
             .arg(datasets)
             .output()?;
-        anyhow::ensure!(output.status.success(), "runner-host run failed: {}", String::from_utf8_lossy(&output.stdout));
+        anyhow::ensure!(
+            output.status.success(),
+            "runner-host run failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         Ok(())
     })?;
     let load_precompiled = time_n(plan.cold_runs, || {

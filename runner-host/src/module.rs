@@ -233,7 +233,7 @@ fn prune(dir: &Path, keep: usize) {
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
-    artifacts.sort_by(|a, b| b.0.cmp(&a.0));
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.0));
     for (_, old) in artifacts.into_iter().skip(keep) {
         let _ = fs::remove_file(&old);
         let _ = fs::remove_file(old.with_extension("lock"));
