@@ -65,9 +65,9 @@ impl Catalog {
     }
 }
 
-/// `sha256:` + sha256 of `<path>\n<file sha256>\n` for each file, as the generator writes it.
+/// The dataset's version hash from its files, as the generator writes it.
 fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
-    let mut outer = Sha256::new();
+    let mut digests = Vec::with_capacity(dataset.files.len());
     for file in &dataset.files {
         let relative = file.relative_path().map_err(std::io::Error::other)?;
         let mut reader = std::fs::File::open(dir.join(&relative))?;
@@ -80,9 +80,10 @@ fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
             }
             inner.update(&buffer[..n]);
         }
-        outer.update(format!("{}\n{}\n", file.path, hex(&inner.finalize())));
+        digests.push(hex(&inner.finalize()));
     }
-    Ok(format!("sha256:{}", hex(&outer.finalize())))
+    let paths = dataset.files.iter().map(|f| f.path.as_str());
+    Ok(protocol::registry::version_hash(paths.zip(digests.iter().map(String::as_str))))
 }
 
 fn hex(bytes: &[u8]) -> String {

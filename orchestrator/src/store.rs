@@ -76,10 +76,6 @@ impl RunState {
     fn parse(text: &str) -> Option<RunState> {
         RunState::ALL.into_iter().find(|s| s.as_str() == text)
     }
-
-    pub fn is_finished(self) -> bool {
-        self != RunState::Running
-    }
 }
 
 /// One run as stored.

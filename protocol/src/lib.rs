@@ -7,7 +7,7 @@
 //!
 //! [`registry`] holds the format of `registry.json`, the catalogue of datasets.
 //!
-//! This crate has no dependency beyond serde: it builds for wasm32 and native alike.
+//! This crate depends only on serde and sha2: it builds for wasm32 and native alike.
 
 pub mod registry;
 

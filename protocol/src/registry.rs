@@ -18,6 +18,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::{ColumnDecl, ColumnType};
 
@@ -58,6 +59,18 @@ pub struct DatasetFile {
     /// Column name → type and description, in the file's column order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A dataset's `version_hash`: `sha256:` followed by the sha256 of, for each file in
+/// registry order, `<path>\n<sha256 of the file, hex>\n`. The generator writes it; the
+/// service computes it for registries that have none.
+pub fn version_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hasher = Sha256::new();
+    for (path, file_sha256) in files {
+        hasher.update(format!("{path}\n{file_sha256}\n"));
+    }
+    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{digest}")
 }
 
 /// A column as the registry describes it.

@@ -5,8 +5,7 @@
 //! `version_hash` per dataset. `--scale N` writes N times the rows (for benchmarks),
 //! to a folder outside the repository.
 //!
-//! A dataset's `version_hash` is `sha256:` followed by the sha256 of, for each of
-//! its files in registry order, `<path>\n<sha256 of the file>\n`.
+//! A dataset's `version_hash` is [`protocol::registry::version_hash`] of its files.
 
 mod civil;
 mod ecommerce;
@@ -144,15 +143,12 @@ pub(crate) fn dataset(
     files: Vec<(DatasetFile, String)>,
     prompts: &[&str],
 ) -> Dataset {
-    let mut hasher = Sha256::new();
-    for (file, digest) in &files {
-        hasher.update(format!("{}\n{digest}\n", file.path));
-    }
+    let version_hash = protocol::registry::version_hash(files.iter().map(|(f, d)| (f.path.as_str(), d.as_str())));
     Dataset {
         id: id.to_string(),
         name: name.to_string(),
         description: description.to_string(),
-        version_hash: Some(format!("sha256:{}", hex(&hasher.finalize()))),
+        version_hash: Some(version_hash),
         files: files.into_iter().map(|(file, _)| file).collect(),
         prompts: prompts.iter().map(|p| p.to_string()).collect(),
     }

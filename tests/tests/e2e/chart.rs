@@ -8,7 +8,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::support::{require_tool, workspace};
+use crate::support::{require_tool, validate_strictly, workspace};
 
 /// The runbook's `helm upgrade --install` flags.
 const SEED_FLAGS: &[&str] = &[
@@ -78,22 +78,6 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name} in the rendered chart"))
 }
 
-fn validate(yaml: &str) {
-    let Some(validator) = require_tool("kubernetes-validate") else { return };
-    let mut child = Command::new(validator)
-        .args(["--strict", "-k", "1.33.0", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && !report.contains("ERROR"), "strict validation failed:\n{report}");
-}
-
 #[test]
 fn chart_lints_strictly() {
     let Some(helm) = Helm::new() else { return };
@@ -109,7 +93,7 @@ fn chart_lints_strictly() {
 fn chart_renders_the_runbooks_install_as_it_expects() {
     let Some(helm) = Helm::new() else { return };
     let yaml = helm.template(SEED_FLAGS);
-    validate(&yaml);
+    validate_strictly(&yaml);
     let docs = documents(&yaml);
     let name = "csv-analyst-csv-analyst-chat";
 
@@ -192,7 +176,7 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
 fn chart_renders_with_defaults_and_creates_its_secret() {
     let Some(helm) = Helm::new() else { return };
     let yaml = helm.template(&[]);
-    validate(&yaml);
+    validate_strictly(&yaml);
     let docs = documents(&yaml);
     let secret = find(&docs, "Secret", "csv-analyst-csv-analyst-chat");
     assert!(secret.get("stringData").is_none(), "no keys, no data");
@@ -204,7 +188,7 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "--set",
         "persistence.enabled=false",
     ]);
-    validate(&yaml);
+    validate_strictly(&yaml);
     let docs = documents(&yaml);
     assert_eq!(
         find(&docs, "Secret", "csv-analyst-csv-analyst-chat")["stringData"],

@@ -12,7 +12,7 @@ use orchestrator::config::ProviderKind;
 use serde_json::{Value, json};
 
 use crate::fake_kube::{FakeKube, Faults, NAMESPACE, write_kubeconfig};
-use crate::support::{Csv, TestServer, datasets_dir, require_tool, workspace_binary};
+use crate::support::{Csv, TestServer, datasets_dir, validate_strictly, workspace_binary};
 
 fn seed() -> Value {
     json!({"dataset_id": "support", "query_type": "sql", "sql": "SELECT COUNT(*) AS ticket_count FROM tickets"})
@@ -286,17 +286,5 @@ fn k8s_render_job_passes_strict_schema_validation() {
     ] {
         assert!(yaml.contains(field), "render-job output lacks {field:?}:\n{yaml}");
     }
-    let Some(validator) = require_tool("kubernetes-validate") else { return };
-    let mut child = std::process::Command::new(validator)
-        .args(["--strict", "-k", "1.33.0", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-    let result = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
-    assert!(result.status.success() && report.contains("passed"), "strict validation failed:\n{report}");
+    validate_strictly(&yaml);
 }

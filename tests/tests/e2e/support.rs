@@ -259,3 +259,21 @@ pub async fn wait_until_ready(url: &str) {
     }
     panic!("{url} never became ready");
 }
+
+/// `kubernetes-validate --strict` against Kubernetes 1.33's schemas, on a YAML stream.
+pub fn validate_strictly(yaml: &str) {
+    let Some(validator) = require_tool("kubernetes-validate") else { return };
+    let mut child = std::process::Command::new(validator)
+        .args(["--strict", "-k", "1.33.0", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let passed = output.status.success() && report.contains("passed") && !report.contains("ERROR");
+    assert!(passed, "strict validation failed:\n{report}");
+}
