@@ -92,7 +92,7 @@ impl K8sProvider {
                 "Kubernetes API reachable ({}), namespace {}, runner image {}",
                 info.git_version, self.namespace, self.config.k8s.runner_image
             )),
-            Ok(Err(e)) => Err(format!("the Kubernetes API server is unreachable: {e}")),
+            Ok(Err(e)) => Err(format!("the Kubernetes API server is unreachable: {}", chain(&e))),
             Err(_) => Err(format!("the Kubernetes API server did not answer within {} s", READINESS_TIMEOUT.as_secs())),
         }
     }
@@ -265,7 +265,7 @@ impl K8sProvider {
             kube::Error::Api(status) => {
                 format!("the Kubernetes API refused to {verb} {resource} ({}): {}", status.code, status.message)
             }
-            other => format!("the Kubernetes API server cannot be reached to {verb} {resource}: {other}"),
+            other => format!("the Kubernetes API server cannot be reached to {verb} {resource}: {}", chain(other)),
         };
         RunResult::failure(ErrorType::SandboxError, message)
     }
@@ -348,6 +348,22 @@ impl PodState {
             None => PodState::Pending(format!("the pod is {}", status.phase.as_deref().unwrap_or("Pending"))),
         }
     }
+}
+
+/// An error with its causes ("client error (Connect): tcp connect error: Connection
+/// refused"): kube's own message stops at the first.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The runner container's termination: reason, exit code, message.
