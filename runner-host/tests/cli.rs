@@ -157,20 +157,24 @@ fn help_explains_the_sandbox() {
     }
 }
 
-/// What a Kubernetes Job does: the request in the environment, /data mapped.
-#[test]
-fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
-    let request = serde_json::json!({
-        "dataset_id": "ecommerce",
-        "files": [{"table": "orders", "path": "/data/ecommerce/orders.csv"}],
-        "sql": "SELECT COUNT(*) FROM orders",
-    });
-    let output = runner_host()
+/// `runner-host exec` as a Kubernetes Job runs it: the request in the environment,
+/// /data mapped to the datasets folder.
+fn exec(request: serde_json::Value) -> Output {
+    runner_host()
         .arg("exec")
         .env("RUNNER_DATA_DIR", datasets())
         .env("RUNNER_REQUEST_JSON", request.to_string())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
+    let output = exec(serde_json::json!({
+        "dataset_id": "ecommerce",
+        "files": [{"table": "orders", "path": "/data/ecommerce/orders.csv"}],
+        "sql": "SELECT COUNT(*) FROM orders",
+    }));
     assert_eq!(output.status.code(), Some(0));
     let r = result(&output);
     assert_eq!(r.rows, vec![vec![serde_json::json!(csv_rows("ecommerce/orders.csv"))]]);
@@ -192,17 +196,11 @@ fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
 
 #[test]
 fn exec_refuses_paths_outside_data() {
-    let request = serde_json::json!({
+    let output = exec(serde_json::json!({
         "dataset_id": "x",
         "files": [{"table": "passwd", "path": "/data/../../etc/passwd"}],
         "sql": "SELECT * FROM passwd",
-    });
-    let output = runner_host()
-        .arg("exec")
-        .env("RUNNER_DATA_DIR", datasets())
-        .env("RUNNER_REQUEST_JSON", request.to_string())
-        .output()
-        .unwrap();
+    }));
     let r = result(&output);
     assert_eq!(r.error_type(), Some(ErrorType::InvalidRequest));
     assert!(r.error.unwrap().message.contains("must not leave /data"));
