@@ -82,10 +82,6 @@ impl K8sProvider {
         Ok(K8sProvider { client, namespace, config: config.clone() })
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     pub async fn readiness(&self) -> Result<String, String> {
         match tokio::time::timeout(READINESS_TIMEOUT, self.client.apiserver_version()).await {
             Ok(Ok(info)) => Ok(format!(
