@@ -58,7 +58,54 @@ pub struct DatasetFile {
     pub row_count: Option<u64>,
     /// Column name → type and description, in the file's column order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<serde_json::Map<String, serde_json::Value>>,
+    pub schema: Option<ColumnSchema>,
+}
+
+/// A file's `schema` object: column name → `{"type", "description"}`, kept in the
+/// order the registry lists them (a JSON object's order is otherwise lost). Other
+/// fields of a column are ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnSchema(pub Vec<(String, ColumnSpec)>);
+
+/// One column of a file's `schema`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    /// The SQL type as written in the registry (`INTEGER`, `VARCHAR`, ...).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub column_type: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl Serialize for ColumnSchema {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, spec) in &self.0 {
+            map.serialize_entry(name, spec)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnSchema {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = ColumnSchema;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of column name to column description")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ColumnSchema, A::Error> {
+                let mut columns = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, ColumnSpec>()? {
+                    columns.push(entry);
+                }
+                Ok(ColumnSchema(columns))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 /// A dataset's `version_hash`: `sha256:` followed by the sha256 of, for each file in
@@ -69,8 +116,7 @@ pub fn version_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     for (path, file_sha256) in files {
         hasher.update(format!("{path}\n{file_sha256}\n"));
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{digest}")
+    format!("sha256:{:x}", hasher.finalize())
 }
 
 /// A column as the registry describes it.
@@ -83,35 +129,14 @@ pub struct ColumnInfo {
 }
 
 /// A registry that could not be loaded, with the context to fix it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error("cannot read {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a valid registry: {source}", path.display())]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
-}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RegistryError::Io { path, source } => {
-                write!(f, "cannot read {}: {source}", path.display())
-            }
-            RegistryError::Parse { path, source } => {
-                write!(f, "{} is not a valid registry: {source}", path.display())
-            }
-            RegistryError::Invalid { path, message } => write!(f, "{}: {message}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for RegistryError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RegistryError::Io { source, .. } => Some(source),
-            RegistryError::Parse { source, .. } => Some(source),
-            RegistryError::Invalid { .. } => None,
-        }
-    }
 }
 
 impl Registry {
@@ -221,11 +246,12 @@ impl DatasetFile {
             return Vec::new();
         };
         schema
+            .0
             .iter()
             .map(|(name, spec)| ColumnInfo {
                 name: name.clone(),
-                declared_type: spec.get("type").and_then(|t| t.as_str()).map(str::to_string),
-                description: spec.get("description").and_then(|d| d.as_str()).unwrap_or_default().to_string(),
+                declared_type: spec.column_type.clone(),
+                description: spec.description.clone(),
             })
             .collect()
     }

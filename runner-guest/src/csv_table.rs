@@ -9,8 +9,7 @@
 //! Tables are opened lazily, when the planner first asks for them: a query that reads
 //! one table of five pays for one header read and one schema inference.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
@@ -47,16 +46,9 @@ impl BytesRead {
 
 /// A dataset file that cannot be opened or parsed. The guest reports these as
 /// `DATASET_ERROR`, apart from errors in the SQL.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct DatasetError(pub String);
-
-impl fmt::Display for DatasetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DatasetError {}
 
 fn dataset_error(message: String) -> DataFusionError {
     DataFusionError::External(Box::new(DatasetError(message)))
@@ -75,7 +67,7 @@ impl DatasetSchema {
     /// Checks the request's files: every path under `data_root` (`/data` in the
     /// sandbox), table names unique.
     pub fn new(files: &[TableFile], data_root: &str, batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
-        let mut seen = HashMap::new();
+        let mut seen = HashSet::new();
         for file in files {
             if file.table.is_empty() {
                 return Err(format!("file {:?} has an empty table name", file.path));
@@ -85,7 +77,7 @@ impl DatasetSchema {
             if !under_root || file.path.split('/').any(|part| part == "..") {
                 return Err(format!("file path {:?} is not under {data_root}", file.path));
             }
-            if seen.insert(file.table.to_ascii_lowercase(), ()).is_some() {
+            if !seen.insert(file.table.to_ascii_lowercase()) {
                 return Err(format!("table {:?} is listed twice", file.table));
             }
         }
@@ -178,8 +170,8 @@ impl CsvTable {
                 Field::new(name, data_type, true)
             })
             .collect();
-        let mut seen = HashMap::new();
-        if let Some(dup) = fields.iter().find(|f| seen.insert(f.name().as_str(), ()).is_some()) {
+        let mut seen = HashSet::new();
+        if let Some(dup) = fields.iter().find(|f| !seen.insert(f.name().as_str())) {
             return Err(dataset_error(context(&format!("column {:?} appears twice in the header", dup.name()))));
         }
         let schema = Schema::new(fields);

@@ -18,8 +18,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use protocol::registry::{Dataset, DatasetFile, Registry};
-use serde_json::{Map, Value, json};
+use protocol::registry::{ColumnSchema, ColumnSpec, Dataset, DatasetFile, Registry};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use civil::{DAY, HOUR, date, days_from_civil, timestamp};
@@ -119,10 +119,15 @@ impl CsvFile {
     pub fn finish(mut self, description: &str, columns: &[Column]) -> anyhow::Result<(DatasetFile, String)> {
         self.writer.flush().with_context(|| format!("cannot write {}", self.path.display()))?;
         let digest = hex(&self.hasher.finalize());
-        let schema: Map<String, Value> = columns
-            .iter()
-            .map(|(name, ty, desc)| (name.to_string(), json!({ "type": ty, "description": desc })))
-            .collect();
+        let schema = ColumnSchema(
+            columns
+                .iter()
+                .map(|(name, ty, desc)| {
+                    let spec = ColumnSpec { column_type: Some(ty.to_string()), description: desc.to_string() };
+                    (name.to_string(), spec)
+                })
+                .collect(),
+        );
         let name = self.relative.rsplit('/').next().unwrap_or(&self.relative).to_string();
         let file = DatasetFile {
             name,
