@@ -3,6 +3,8 @@
 #   make deploy-all-local      kind cluster, both images, helm install, smoke test
 #   make k8s-smoke             /healthz, POST /runs and a completed Job, through a port-forward
 #   make k8s-e2e               the whole runbook against a real kind cluster (not run in CI)
+#   make k8s-checklist         the runbook's agent checklist against the cluster kubectl points at
+#   make lint                  rustfmt, and clippy for every crate: host, bench, the wasm guest
 #
 # Images are built from binaries compiled on this machine (static, no base image to
 # pull). Settings: K8S_IMAGE_TAG, K8S_IMAGE_REPOSITORY (the agent image's repository,
@@ -42,12 +44,27 @@ STATIC_BIN := $(STATIC_DIR)/$(STATIC_TARGET)/release
 # The CPUs the precompiled guest must run on (native, x86-64-v2, x86-64-v3).
 GUEST_CPU ?= x86-64-v2
 
-.PHONY: help static-runner-host static-orchestrator guest-cwasm runner-rootfs agent-rootfs build-runner-k8s build-agent-k8s \
-	k8s-up k8s-down kind-load helm-lint helm-install k8s-smoke deploy-all-local k8s-e2e
+.PHONY: help lint static-runner-host static-orchestrator guest-wasm guest-cwasm runner-rootfs agent-rootfs build-runner-k8s build-agent-k8s \
+	k8s-up k8s-down kind-load helm-lint helm-install k8s-smoke deploy-all-local k8s-e2e k8s-preflight k8s-checklist
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
-	@echo "targets: build-runner-k8s build-agent-k8s k8s-up k8s-down kind-load helm-lint helm-install k8s-smoke deploy-all-local k8s-e2e"
+	@echo "targets: lint build-runner-k8s build-agent-k8s k8s-up k8s-down kind-load helm-lint helm-install k8s-smoke deploy-all-local k8s-e2e"
+
+## Lints ------------------------------------------------------------------------
+
+# Everything .ci/run checks (fmt, clippy for the host crates), plus what it leaves out
+# for time: clippy for `bench`, which compiles DataFusion natively, and for the guest,
+# which checks DataFusion for wasm32 (each a long cold build of its own). The guest is
+# checked in its own target directory, with the profile runner-host/build.rs builds it
+# with.
+lint:
+	$(CARGO) fmt --all -- --check
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) clippy --release --all-targets \
+	  -p protocol -p runner-host -p orchestrator -p tests -p dataset-generator -- -D warnings
+	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) clippy --release --all-targets -p bench -- -D warnings
+	$(CARGO) clippy -p runner-guest --target wasm32-wasip1 --profile guest \
+	  --target-dir $(TARGET_DIR)/guest -- -D warnings
 
 ## Binaries ---------------------------------------------------------------------
 
@@ -62,18 +79,36 @@ static-runner-host:
 static-orchestrator:
 	$(STATIC_BUILD) -p orchestrator
 
+# The guest module, built exactly as runner-host/build.rs builds it (same command,
+# profile, target directory and environment: the host's flags and wrappers dropped), so
+# after any host build or test run this is a no-op, not half an hour of DataFusion.
+GUEST_WASM := $(TARGET_DIR)/guest/wasm32-wasip1/guest/runner-guest.wasm
+
+guest-wasm:
+	env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_WRAPPER \
+	  $(CARGO) build --package runner-guest --target wasm32-wasip1 --profile guest --target-dir $(TARGET_DIR)/guest
+
 # The guest compiled ahead of time for $(GUEST_CPU), so a runner starts in milliseconds.
-guest-cwasm:
-	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release -p runner-host
+# Compiled by the static runner-host the image ships (no second host build of
+# runner-host with the embedded guest), and only when the guest or that runner-host is
+# newer than the artifact (a full Cranelift compile takes a minute or more).
+GUEST_CWASM := $(DIST)/guest-$(GUEST_CPU).cwasm
+
+guest-cwasm: static-runner-host guest-wasm
 	mkdir -p $(DIST)
-	$(TARGET_DIR)/release/runner-host precompile --cpu $(GUEST_CPU) --out $(DIST)/guest.cwasm
+	if [ $(GUEST_CWASM) -nt $(GUEST_WASM) ] && [ $(GUEST_CWASM) -nt $(STATIC_BIN)/runner-host ]; then \
+	  echo "$(GUEST_CWASM) is up to date"; \
+	else \
+	  $(STATIC_BIN)/runner-host precompile --module $(GUEST_WASM) --cpu $(GUEST_CPU) --out $(GUEST_CWASM).tmp \
+	    && mv $(GUEST_CWASM).tmp $(GUEST_CWASM); \
+	fi
 
 # The runner image's files: /usr/local/bin/runner-host, /opt/csv-analyst/guest.cwasm, /data.
 runner-rootfs: static-runner-host guest-cwasm
 	rm -rf $(DIST)/runner
 	mkdir -p $(DIST)/runner/usr/local/bin $(DIST)/runner/opt/csv-analyst $(DIST)/runner/data
 	cp $(STATIC_BIN)/runner-host $(DIST)/runner/usr/local/bin/
-	cp $(DIST)/guest.cwasm $(DIST)/runner/opt/csv-analyst/
+	cp $(GUEST_CWASM) $(DIST)/runner/opt/csv-analyst/guest.cwasm
 	tar -C datasets --exclude=generator -cf - . | tar -C $(DIST)/runner/data -xf -
 
 # The agent image's files: /usr/local/bin/orchestrator, /app/datasets, /var/lib/csv-analyst.
@@ -139,8 +174,25 @@ k8s-smoke:
 
 deploy-all-local: k8s-up build-runner-k8s build-agent-k8s kind-load helm-install k8s-smoke
 
-# The runbook end to end on a real kind cluster (needs Docker, kind, kubectl, helm).
-# Not run in CI: no Kubernetes API server can run there.
-k8s-e2e: helm-lint deploy-all-local
-	$(KUBECTL) -n $(NAMESPACE) get deploy,svc,role,rolebinding,networkpolicy,jobs
+# The runbook end to end on a real kind cluster: the tools checked first (each missing
+# one named), the chart linted, the cluster up and made kubectl's current context, the
+# install and smoke test (deploy-all-local), then every row of the runbook's agent
+# checklist (k8s-checklist). Not run in CI: no Kubernetes API server can run there.
+k8s-e2e: k8s-preflight helm-lint k8s-up
+	$(KIND) export kubeconfig --name $(KIND_CLUSTER)
+	$(MAKE) deploy-all-local
+	$(MAKE) k8s-checklist
 	@echo "k8s-e2e: the runbook passed on kind cluster $(KIND_CLUSTER)"
+
+k8s-preflight:
+	@for tool in $(DOCKER) $(KIND) $(KUBECTL) $(HELM) curl; do \
+	  command -v $$tool >/dev/null || { echo "k8s-e2e: $$tool is not installed (docs/runbook.md, Prerequisites)" >&2; exit 1; }; \
+	done
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "k8s-e2e: the Docker daemon does not answer ($(DOCKER) info failed); kind runs the cluster in it" >&2; exit 1; }
+
+# The runbook's agent checklist (scripts/k8s-checklist.sh) against the cluster kubectl
+# points at, where the chart is installed: kind, or the k3s server of the runbook.
+# It fails at once, saying so, when no cluster is reachable.
+k8s-checklist:
+	NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) FULLNAME=$(FULLNAME) RUNNER_IMAGE=$(RUNNER_IMAGE) \
+	  SMOKE_PORT=$(SMOKE_PORT) KUBECTL="$(KUBECTL)" scripts/k8s-checklist.sh

@@ -30,7 +30,7 @@ fn main() {
         None => build_guest(),
     };
     let bytes = fs::read(&wasm).unwrap_or_else(|e| panic!("cannot read the guest module {}: {e}", wasm.display()));
-    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = format!("{:x}", Sha256::digest(&bytes));
     println!("cargo:rerun-if-changed={}", wasm.display());
     println!("cargo:rustc-env=RUNNER_GUEST_WASM_PATH={}", wasm.display());
     println!("cargo:rustc-env=RUNNER_GUEST_SHA256={digest}");

@@ -3,12 +3,13 @@
 //! the files when the registry has none).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use protocol::registry::{Dataset, Registry, RegistryError};
 use sha2::{Digest, Sha256};
+
+use crate::error::Error;
 
 pub struct Catalog {
     dir: PathBuf,
@@ -38,6 +39,11 @@ impl Catalog {
 
     pub fn ids(&self) -> Vec<&str> {
         self.registry.ids()
+    }
+
+    /// The error for a dataset id the registry does not have.
+    pub fn unknown_dataset(&self, id: &str) -> Error {
+        Error::UnknownDataset { id: id.to_string(), known: self.ids().into_iter().map(str::to_string).collect() }
     }
 
     /// The dataset's version hash: the registry's, else the computed one (once
@@ -71,23 +77,12 @@ fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
     for file in &dataset.files {
         let relative = file.relative_path().map_err(std::io::Error::other)?;
         let mut reader = std::fs::File::open(dir.join(&relative))?;
-        let mut inner = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            inner.update(&buffer[..n]);
-        }
-        digests.push(hex(&inner.finalize()));
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut reader, &mut hasher)?;
+        digests.push(format!("{:x}", hasher.finalize()));
     }
     let paths = dataset.files.iter().map(|f| f.path.as_str());
     Ok(protocol::registry::version_hash(paths.zip(digests.iter().map(String::as_str))))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

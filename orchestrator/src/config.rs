@@ -89,29 +89,71 @@ pub struct Config {
     #[arg(long, env = "RUNNER_CACHE_DIR", global = true)]
     pub runner_cache_dir: Option<PathBuf>,
 
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
-    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
-    pub log_level: String,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive. Default:
+    /// RUST_LOG if set, else info.
+    #[arg(long, env = "LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
-    /// The LLM provider for natural-language questions (reported in /readyz; not
-    /// needed for SQL runs).
-    #[arg(long, env = "LLM_PROVIDER", global = true)]
-    pub llm_provider: Option<String>,
+    /// Runs the store keeps at most; older ones are pruned in the background.
+    #[arg(long, env = "RUN_RETENTION_MAX", default_value_t = 100_000, global = true)]
+    pub run_retention_max: u64,
 
-    /// OpenAI API key (optional; reported as set or not, never shown).
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
-    pub openai_api_key: Option<String>,
+    /// Days a run is kept (0: no age limit).
+    #[arg(long, env = "RUN_RETENTION_DAYS", default_value_t = 30, global = true)]
+    pub run_retention_days: u64,
 
-    /// Anthropic API key (optional; reported as set or not, never shown).
-    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true, global = true)]
-    pub anthropic_api_key: Option<String>,
+    /// On SIGTERM, how long runs in flight may take to finish before they are
+    /// recorded as interrupted.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20, global = true)]
+    pub shutdown_grace_seconds: u64,
+
+    #[command(flatten)]
+    pub llm: crate::llm::LlmConfig,
+
+    #[command(flatten)]
+    pub chat: ChatConfig,
 
     #[command(flatten)]
     pub k8s: K8sConfig,
+}
+
+/// What data of a dataset the model may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataExposure {
+    /// Sample rows in the context, and each run's result rows (up to LLM_RESULT_ROWS).
+    Results,
+    /// Sample rows in the context; of results only columns, types and row counts.
+    Samples,
+    /// No cell value of the dataset ever reaches the model.
+    Schema,
+}
+
+/// Settings of the analyst agent (`POST /chat`).
+#[derive(Debug, Clone, Args)]
+pub struct ChatConfig {
+    /// What the model may see of the data: results, samples or schema.
+    #[arg(long, env = "LLM_DATA_EXPOSURE", value_enum, default_value_t = DataExposure::Results, global = true)]
+    pub llm_data_exposure: DataExposure,
+
+    /// Result rows of each run sent back to the model (LLM_DATA_EXPOSURE=results).
+    #[arg(long, env = "LLM_RESULT_ROWS", default_value_t = 50, global = true)]
+    pub llm_result_rows: usize,
+
+    /// Model calls per chat turn at most.
+    #[arg(long, env = "LLM_MAX_STEPS", default_value_t = 6, global = true)]
+    pub llm_max_steps: u32,
+
+    /// Queries (SQL or plans) per chat turn at most.
+    #[arg(long, env = "LLM_MAX_SQL_ATTEMPTS", default_value_t = 3, global = true)]
+    pub llm_max_sql_attempts: u32,
+
+    /// Wall-clock limit of a chat turn.
+    #[arg(long, env = "CHAT_TURN_TIMEOUT_SECONDS", default_value_t = 90.0, global = true)]
+    pub chat_turn_timeout_seconds: f64,
 }
 
 /// Settings of the Kubernetes provider (`SANDBOX_PROVIDER=k8s`).
@@ -197,6 +239,15 @@ impl Config {
         ConfigOnly::try_parse_from(args).map(|c| c.config)
     }
 
+    /// Every setting at its default, whatever the process environment says: for
+    /// tests and embedders that must not be changed by an exported `MAX_ROWS`.
+    pub fn without_env() -> Config {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = ConfigOnly::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.try_get_matches_from(["orchestrator"]).expect("the defaults parse");
+        ConfigOnly::from_arg_matches(&matches).expect("the defaults are a valid configuration").config
+    }
+
     pub fn run_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.run_timeout_seconds.max(0.001))
     }
@@ -245,6 +296,15 @@ impl Config {
         }
         if self.k8s.k8s_job_ttl_seconds < 0 {
             return Err("K8S_JOB_TTL_SECONDS must not be negative".into());
+        }
+        if self.run_retention_max == 0 {
+            return Err("RUN_RETENTION_MAX must be at least 1".into());
+        }
+        if self.chat.llm_max_steps == 0 || self.chat.llm_max_sql_attempts == 0 {
+            return Err("LLM_MAX_STEPS and LLM_MAX_SQL_ATTEMPTS must be at least 1".into());
+        }
+        if !(self.chat.chat_turn_timeout_seconds > 0.0 && self.chat.chat_turn_timeout_seconds <= 3600.0) {
+            return Err("CHAT_TURN_TIMEOUT_SECONDS must be greater than 0 and at most 3600".into());
         }
         Ok(())
     }

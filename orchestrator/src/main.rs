@@ -93,8 +93,15 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_new(&config.log_level).map_err(|e| format!("invalid LOG_LEVEL {:?}: {e}", config.log_level))?;
+    let filter = match &config.log_level {
+        Some(level) => EnvFilter::try_new(level).map_err(|e| format!("invalid LOG_LEVEL {level:?}: {e}"))?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(directives) if !directives.is_empty() => {
+                EnvFilter::try_new(&directives).map_err(|e| format!("invalid RUST_LOG {directives:?}: {e}"))?
+            }
+            _ => EnvFilter::new("info"),
+        },
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -1,25 +1,28 @@
 //! Start-up and shut-down: open the store, load the catalogue, start the sandbox
 //! provider, serve until SIGTERM or Ctrl-C, and let in-flight runs finish.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use runner_host::{ModuleSource, SandboxOptions, module};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, Semaphore};
 
-use crate::app::{self, AppState, SharedState};
+use crate::api;
 use crate::catalog::Catalog;
 use crate::config::{Config, ProviderKind};
-use crate::metrics::Metrics;
+use crate::llm::LlmClient;
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
+use crate::state::AppState;
 use crate::store::Store;
 
+/// How often the run store is pruned and measured.
+const STORE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
 /// Builds the service's state. Must run inside a tokio runtime (the local provider
-/// starts loading its module in the background).
-pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
+/// starts loading its module in the background; the store is pruned in the background).
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let catalog = Arc::new(
         Catalog::load(&config.datasets_dir)
@@ -28,6 +31,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
     let hashing = catalog.clone();
     tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
 
+    let llm = LlmClient::from_config(&config.llm).map_err(anyhow::Error::msg).context("invalid LLM settings")?;
     let (store, interrupted) = Store::open(&config.run_store_path)?;
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
@@ -42,31 +46,77 @@ pub async fn build_state(config: Config) -> anyhow::Result<SharedState> {
         }
         ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
-    let slots = Arc::new(Semaphore::new(config.concurrency()));
-    Ok(Arc::new(AppState {
-        config,
-        catalog,
-        store,
-        provider,
-        slots,
-        metrics: Metrics::default(),
-        schemas: Mutex::new(HashMap::new()),
-    }))
+    let state = AppState::new(config, catalog, store, provider, llm);
+    tokio::spawn(maintain_store(state.clone()));
+    Ok(state)
 }
 
-/// Serves on `listener` until `shutdown` completes, then waits for in-flight
-/// requests (and so in-flight runs) to finish.
+/// Retention: keeps the newest RUN_RETENTION_MAX runs and none older than
+/// RUN_RETENTION_DAYS, and publishes the store's size. Runs until the process ends.
+async fn maintain_store(state: AppState) {
+    let mut tick = tokio::time::interval(STORE_MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let config = state.config();
+        let before = (config.run_retention_days > 0).then(|| {
+            let age = Duration::from_secs(config.run_retention_days.saturating_mul(86_400));
+            let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
+            humantime::format_rfc3339_millis(cutoff).to_string()
+        });
+        match state.store().prune(config.run_retention_max, before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned old runs"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune old runs"),
+        }
+        if let Ok((runs, bytes)) = state.store().size().await {
+            state.metrics().store_runs.set(runs as i64);
+            state.metrics().store_bytes.set(bytes as i64);
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests
+/// (and so in-flight runs and chat turns) finish for up to SHUTDOWN_GRACE_SECONDS;
+/// runs still going then are recorded `interrupted`.
 pub async fn serve(
-    state: SharedState,
+    state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    tracing::info!(%address, provider = state.provider.kind().as_str(), datasets = ?state.catalog.ids(), "serving");
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")?;
+    tracing::info!(
+        %address,
+        provider = state.provider().kind().as_str(),
+        datasets = ?state.catalog().ids(),
+        store = %state.store().path().display(),
+        "serving"
+    );
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
+    let grace = Duration::from_secs(state.config().shutdown_grace_seconds);
+    let grace_over = async move {
+        if on_signal.await.is_err() {
+            // The server ended without a signal.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served.context("the HTTP server failed")?,
+        () = grace_over => {
+            let message = format!(
+                "the orchestrator shut down and the run did not finish within SHUTDOWN_GRACE_SECONDS={}",
+                grace.as_secs()
+            );
+            match state.store().interrupt_running(&message).await {
+                Ok(n) => tracing::warn!(runs = n, "shutdown grace over: runs still in flight recorded as interrupted"),
+                Err(e) => tracing::error!(error = %e, "cannot record the interrupted runs"),
+            }
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,16 +1,22 @@
-//! The run store: every run, in an embedded SQLite file.
+//! The run store: every run, and the chat's threads and turns, in an embedded
+//! SQLite file.
 //!
 //! A run is written when a sandbox is about to start it (`running`) and again when
 //! it ends; a query the policy refuses is written once, finished. A process that
 //! dies mid-run leaves a `running` record; the next start marks those
-//! `interrupted`, so no run is ever silently lost. The schema is versioned with `PRAGMA user_version` and
-//! migrated on start.
+//! `interrupted`, so no run is ever silently lost. The schema is versioned with
+//! `PRAGMA user_version` and migrated on start.
+//!
+//! The store keeps [`Run`]s typed: the result as `RunResult` JSON, the error type as
+//! its wire name, parsed back into `ErrorType`. Lists read only the summary columns.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use protocol::{ErrorType, RunError, RunResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
+
+use crate::runs::{QueryType, Run, RunState, StoredSql, Timings, now};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -37,91 +43,80 @@ const MIGRATIONS: &[&str] = &[
         total_ms             REAL
     );
     CREATE INDEX runs_status ON runs(status);",
+    // 2: runs keep what explains them, once: the SQL (capped), the plan, the tables,
+    // the chat turn; not the request body.
+    "ALTER TABLE runs DROP COLUMN request_json;
+    ALTER TABLE runs ADD COLUMN sql_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN sql_truncated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN sql_sha256 TEXT;
+    ALTER TABLE runs ADD COLUMN plan_json TEXT;
+    ALTER TABLE runs ADD COLUMN tables_json TEXT;
+    ALTER TABLE runs ADD COLUMN turn_id TEXT;
+    UPDATE runs SET sql_bytes = length(CAST(sql AS BLOB));
+    CREATE INDEX runs_turn ON runs(turn_id);",
+    // 3: chat threads and turns
+    "CREATE TABLE threads (
+        thread_id   TEXT PRIMARY KEY,
+        dataset_id  TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE turns (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn_id           TEXT NOT NULL UNIQUE,
+        thread_id         TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        user_message      TEXT NOT NULL,
+        assistant_message TEXT,
+        response_json     TEXT,
+        context_json      TEXT,
+        created_at        TEXT NOT NULL,
+        finished_at       TEXT
+    );
+    CREATE INDEX turns_thread ON turns(thread_id, seq);",
 ];
 
-/// A run's lifecycle state, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Running,
-    Succeeded,
-    Failed,
-    Rejected,
-    TimedOut,
-    /// The orchestrator stopped while the run was running.
-    Interrupted,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 6] = [
-        RunState::Running,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Rejected,
-        RunState::TimedOut,
-        RunState::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-            RunState::Rejected => "rejected",
-            RunState::TimedOut => "timed_out",
-            RunState::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(text: &str) -> Option<RunState> {
-        RunState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-/// One run as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub run_id: String,
-    pub status: RunState,
-    pub dataset_id: String,
-    pub dataset_version_hash: Option<String>,
-    pub query_type: String,
-    pub sql: String,
-    /// The request as the client sent it.
-    pub request: serde_json::Value,
-    /// The sandbox's result (`protocol::RunResult`), once there is one.
-    pub result: Option<serde_json::Value>,
-    pub error_type: Option<String>,
-    pub error_message: Option<String>,
-    pub sandbox_provider: String,
-    pub job_name: Option<String>,
-    pub request_id: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub queued_ms: Option<f64>,
-    pub run_ms: Option<f64>,
-    pub total_ms: Option<f64>,
-}
-
-/// How a run ended, for [`Store::finish`].
-#[derive(Debug, Clone)]
-pub struct Finish {
-    pub status: RunState,
-    pub result: serde_json::Value,
-    pub error_type: Option<String>,
-    pub error_message: Option<String>,
-    pub job_name: Option<String>,
-    pub finished_at: String,
-    pub run_ms: Option<f64>,
-    pub total_ms: f64,
-}
-
+/// A store failure. Its message says what failed, never where the file is (that is
+/// logged at start-up), so it can go into a response.
 #[derive(Debug, thiserror::Error)]
-#[error("run store {path}: {message}")]
+#[error("{what}: {message}")]
 pub struct StoreError {
-    path: PathBuf,
+    what: String,
     message: String,
+}
+
+impl StoreError {
+    fn new(what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError { what: what.to_string(), message: e.to_string() }
+    }
+}
+
+/// A chat thread.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Thread {
+    pub thread_id: String,
+    pub dataset_id: String,
+    pub title: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A chat turn: one user message and what the service answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub turn_id: String,
+    pub thread_id: String,
+    /// A run status, or `cancelled` (or `running` while it runs).
+    pub status: String,
+    pub user_message: String,
+    pub assistant_message: Option<String>,
+    /// The `/chat` body, once the turn ended.
+    pub response: Option<serde_json::Value>,
+    /// The exact messages sent to the model.
+    pub context: Option<serde_json::Value>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
 }
 
 /// The run store. Clones share one connection; calls run on tokio's blocking pool.
@@ -135,30 +130,53 @@ impl Store {
     /// Opens (creating if needed) the store at `path`, migrates it, and marks runs
     /// left unfinished by a previous process as interrupted.
     pub fn open(path: &Path) -> Result<(Store, usize), StoreError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| StoreError {
-            path: path.to_path_buf(),
-            message: format!("{what}: {e}"),
-        };
+        let context = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| fail("cannot create its folder", &e))?;
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::new(&context("cannot create the folder of"), e))?;
         }
-        let mut conn = Connection::open(path).map_err(|e| fail("cannot open", &e))?;
+        let mut conn = Connection::open(path).map_err(|e| StoreError::new(&context("cannot open"), e))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(|e| fail("cannot configure", &e))?;
-        migrate(&mut conn).map_err(|e| fail("cannot migrate", &e))?;
+            .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
+        migrate(&mut conn).map_err(|e| StoreError::new(&context("cannot migrate"), e))?;
+        let finished_at = now();
         let interrupted = conn
             .execute(
                 "UPDATE runs SET status = 'interrupted', error_type = 'INTERNAL',
                    error_message = 'the orchestrator stopped while this run was in progress', finished_at = ?1
                  WHERE status = 'running'",
-                params![now()],
+                params![finished_at],
             )
-            .map_err(|e| fail("cannot mark interrupted runs", &e))?;
+            .map_err(|e| StoreError::new("cannot mark interrupted runs", e))?;
+        conn.execute(
+            "UPDATE turns SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+            params![finished_at],
+        )
+        .map_err(|e| StoreError::new("cannot mark interrupted turns", e))?;
         Ok((Store { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
     }
 
-    fn error(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError { path: self.path.clone(), message: format!("{what}: {e}") }
+    /// Records every run and turn still running as interrupted, with `message`.
+    pub async fn interrupt_running(&self, message: &str) -> Result<usize, StoreError> {
+        let message = message.to_string();
+        self.call("cannot record interrupted runs", move |conn| {
+            let finished_at = now();
+            let runs = conn.execute(
+                "UPDATE runs SET status = 'interrupted', error_type = 'INTERNAL', error_message = ?1, finished_at = ?2
+                 WHERE status = 'running'",
+                params![message, finished_at],
+            )?;
+            conn.execute(
+                "UPDATE turns SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+                params![finished_at],
+            )?;
+            Ok(runs)
+        })
+        .await
+    }
+
+    /// The file, for logs at start-up.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     async fn call<T: Send + 'static>(
@@ -166,46 +184,55 @@ impl Store {
         what: &'static str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.clone();
+        let conn = self.conn.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let conn: MutexGuard<'_, Connection> = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let conn: MutexGuard<'_, Connection> = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
         })
         .await;
         match joined {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.error(what, e)),
-            Err(e) => Err(self.error(what, e)),
+            Ok(Err(e)) => Err(StoreError::new(what, e)),
+            Err(e) => Err(StoreError::new(what, e)),
         }
     }
 
-    pub async fn insert(&self, record: RunRecord) -> Result<(), StoreError> {
+    /// Writes the whole run (a new one, or one refused before any sandbox).
+    pub async fn insert(&self, run: &Run) -> Result<(), StoreError> {
+        let row = RunRow::from(run);
         self.call("cannot record the run", move |conn| {
             conn.execute(
-                "INSERT INTO runs (run_id, status, dataset_id, dataset_version_hash, query_type, sql, request_json,
-                   result_json, error_type, error_message, sandbox_provider, job_name, request_id, created_at,
-                   started_at, finished_at, queued_ms, run_ms, total_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                "INSERT INTO runs (run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes,
+                   sql_truncated, sql_sha256, plan_json, tables_json, result_json, error_type, error_message,
+                   sandbox_provider, job_name, request_id, turn_id, created_at, started_at, finished_at,
+                   queued_ms, run_ms, total_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                   ?21, ?22, ?23, ?24)",
                 params![
-                    record.run_id,
-                    record.status.as_str(),
-                    record.dataset_id,
-                    record.dataset_version_hash,
-                    record.query_type,
-                    record.sql,
-                    record.request.to_string(),
-                    record.result.as_ref().map(|r| r.to_string()),
-                    record.error_type,
-                    record.error_message,
-                    record.sandbox_provider,
-                    record.job_name,
-                    record.request_id,
-                    record.created_at,
-                    record.started_at,
-                    record.finished_at,
-                    record.queued_ms,
-                    record.run_ms,
-                    record.total_ms,
+                    row.run.run_id,
+                    row.run.status.as_str(),
+                    row.run.dataset_id,
+                    row.run.dataset_version_hash,
+                    row.run.query_type.as_str(),
+                    row.run.sql.text,
+                    row.run.sql.bytes as i64,
+                    row.run.sql.truncated,
+                    row.run.sql.sha256,
+                    row.plan_json,
+                    row.tables_json,
+                    row.result_json,
+                    row.run.error.as_ref().map(|e| e.error_type.as_str()),
+                    row.run.error.as_ref().map(|e| e.message.as_str()),
+                    row.run.sandbox_provider,
+                    row.run.job_name,
+                    row.run.request_id,
+                    row.run.turn_id,
+                    row.run.created_at,
+                    row.run.started_at,
+                    row.run.finished_at,
+                    row.run.timings.queued_ms,
+                    row.run.timings.run_ms,
+                    row.run.timings.total_ms,
                 ],
             )
             .map(|_| ())
@@ -213,23 +240,24 @@ impl Store {
         .await
     }
 
-    pub async fn finish(&self, run_id: &str, finish: Finish) -> Result<(), StoreError> {
-        let run_id = run_id.to_string();
+    /// Records how a run ended.
+    pub async fn finish(&self, run: &Run) -> Result<(), StoreError> {
+        let row = RunRow::from(run);
         self.call("cannot record the run's result", move |conn| {
             conn.execute(
                 "UPDATE runs SET status = ?2, result_json = ?3, error_type = ?4, error_message = ?5,
                    job_name = COALESCE(?6, job_name), finished_at = ?7, run_ms = ?8, total_ms = ?9
                  WHERE run_id = ?1",
                 params![
-                    run_id,
-                    finish.status.as_str(),
-                    finish.result.to_string(),
-                    finish.error_type,
-                    finish.error_message,
-                    finish.job_name,
-                    finish.finished_at,
-                    finish.run_ms,
-                    finish.total_ms,
+                    row.run.run_id,
+                    row.run.status.as_str(),
+                    row.result_json,
+                    row.run.error.as_ref().map(|e| e.error_type.as_str()),
+                    row.run.error.as_ref().map(|e| e.message.as_str()),
+                    row.run.job_name,
+                    row.run.finished_at,
+                    row.run.timings.run_ms,
+                    row.run.timings.total_ms,
                 ],
             )
             .map(|_| ())
@@ -237,57 +265,295 @@ impl Store {
         .await
     }
 
-    pub async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    pub async fn get(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         let run_id = run_id.to_string();
         self.call("cannot read the run", move |conn| {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM runs WHERE run_id = ?1"), params![run_id], from_row)
+            conn.query_row(
+                &format!("SELECT {COLUMNS}, result_json FROM runs WHERE run_id = ?1"),
+                params![run_id],
+                |row| run_from_row(row, true),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The most recent runs, newest first, without their results.
+    pub async fn list(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.call("cannot list runs", move |conn| {
+            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"))?;
+            let rows = statement.query_map(params![limit as i64], |row| run_from_row(row, false))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The runs a chat turn made, oldest first, with their results.
+    pub async fn runs_of_turn(&self, turn_id: &str) -> Result<Vec<Run>, StoreError> {
+        let turn_id = turn_id.to_string();
+        self.call("cannot read the turn's runs", move |conn| {
+            let mut statement =
+                conn.prepare(&format!("SELECT {COLUMNS}, result_json FROM runs WHERE turn_id = ?1 ORDER BY rowid"))?;
+            let rows = statement.query_map(params![turn_id], |row| run_from_row(row, true))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes runs beyond the newest `keep`, and runs created before `before`
+    /// (RFC 3339). Returns how many were deleted.
+    pub async fn prune(&self, keep: u64, before: Option<String>) -> Result<usize, StoreError> {
+        self.call("cannot prune old runs", move |conn| {
+            let mut deleted = conn.execute(
+                "DELETE FROM runs WHERE status != 'running' AND rowid <= (SELECT rowid FROM runs ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
+                params![keep as i64],
+            )?;
+            if let Some(before) = before {
+                deleted += conn
+                    .execute("DELETE FROM runs WHERE status != 'running' AND created_at < ?1", params![before])?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// The number of runs stored and the database's size in bytes.
+    pub async fn size(&self) -> Result<(u64, u64), StoreError> {
+        self.call("cannot measure the store", |conn| {
+            let runs: i64 = conn.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))?;
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok((runs as u64, (pages * page_size) as u64))
+        })
+        .await
+    }
+
+    // ---- threads and turns ----
+
+    pub async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+        let t = thread.clone();
+        self.call("cannot record the thread", move |conn| {
+            conn.execute(
+                "INSERT INTO threads (thread_id, dataset_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t.thread_id, t.dataset_id, t.title, t.created_at, t.updated_at],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn thread(&self, thread_id: &str) -> Result<Option<Thread>, StoreError> {
+        let thread_id = thread_id.to_string();
+        self.call("cannot read the thread", move |conn| {
+            conn.query_row(
+                "SELECT thread_id, dataset_id, title, created_at, updated_at FROM threads WHERE thread_id = ?1",
+                params![thread_id],
+                thread_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Threads, most recently updated first.
+    pub async fn threads(&self, limit: usize) -> Result<Vec<Thread>, StoreError> {
+        self.call("cannot list threads", move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT thread_id, dataset_id, title, created_at, updated_at FROM threads
+                 ORDER BY updated_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map(params![limit as i64], thread_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes a thread and its turns (its runs stay, as runs). False if there was none.
+    pub async fn delete_thread(&self, thread_id: &str) -> Result<bool, StoreError> {
+        let thread_id = thread_id.to_string();
+        self.call("cannot delete the thread", move |conn| {
+            conn.execute("DELETE FROM turns WHERE thread_id = ?1", params![thread_id])?;
+            Ok(conn.execute("DELETE FROM threads WHERE thread_id = ?1", params![thread_id])? > 0)
+        })
+        .await
+    }
+
+    pub async fn insert_turn(&self, turn: &Turn) -> Result<(), StoreError> {
+        let t = turn.clone();
+        self.call("cannot record the turn", move |conn| {
+            conn.execute(
+                "INSERT INTO turns (turn_id, thread_id, status, user_message, assistant_message, response_json,
+                   context_json, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    t.turn_id,
+                    t.thread_id,
+                    t.status,
+                    t.user_message,
+                    t.assistant_message,
+                    t.response.as_ref().map(|v| v.to_string()),
+                    t.context.as_ref().map(|v| v.to_string()),
+                    t.created_at,
+                    t.finished_at
+                ],
+            )?;
+            conn.execute("UPDATE threads SET updated_at = ?2 WHERE thread_id = ?1", params![t.thread_id, t.created_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records how a turn ended.
+    pub async fn finish_turn(&self, turn: &Turn) -> Result<(), StoreError> {
+        let t = turn.clone();
+        self.call("cannot record the turn's outcome", move |conn| {
+            conn.execute(
+                "UPDATE turns SET status = ?2, assistant_message = ?3, response_json = ?4, context_json = ?5,
+                   finished_at = ?6 WHERE turn_id = ?1",
+                params![
+                    t.turn_id,
+                    t.status,
+                    t.assistant_message,
+                    t.response.as_ref().map(|v| v.to_string()),
+                    t.context.as_ref().map(|v| v.to_string()),
+                    t.finished_at
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn turn(&self, turn_id: &str) -> Result<Option<Turn>, StoreError> {
+        let turn_id = turn_id.to_string();
+        self.call("cannot read the turn", move |conn| {
+            conn.query_row(&format!("SELECT {TURN_COLUMNS} FROM turns WHERE turn_id = ?1"), params![turn_id], turn_from_row)
                 .optional()
         })
         .await
     }
 
-    /// The most recent runs, newest first.
-    pub async fn list(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.call("cannot list runs", move |conn| {
-            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"))?;
-            let rows = statement.query_map(params![limit as i64], from_row)?;
+    /// The newest `limit` turns of a thread, oldest first.
+    pub async fn turns(&self, thread_id: &str, limit: usize) -> Result<Vec<Turn>, StoreError> {
+        let thread_id = thread_id.to_string();
+        self.call("cannot read the thread's turns", move |conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT * FROM (SELECT seq, {TURN_COLUMNS} FROM turns WHERE thread_id = ?1 ORDER BY seq DESC LIMIT ?2)
+                 ORDER BY seq"
+            ))?;
+            let rows = statement.query_map(params![thread_id, limit as i64], |row| {
+                // Skip `seq`, the first column.
+                turn_from_row_at(row, 1)
+            })?;
             rows.collect()
         })
         .await
     }
 }
 
-const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, request_json, result_json,
-    error_type, error_message, sandbox_provider, job_name, request_id, created_at, started_at, finished_at,
-    queued_ms, run_ms, total_ms";
+const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
+    sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
+    created_at, started_at, finished_at, queued_ms, run_ms, total_ms";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let json = |index: usize, text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
-        text.map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
-    };
+const TURN_COLUMNS: &str = "turn_id, thread_id, status, user_message, assistant_message, response_json, context_json,
+    created_at, finished_at";
+
+/// A run with its JSON columns serialised, for writing.
+struct RunRow {
+    run: Run,
+    plan_json: Option<String>,
+    tables_json: String,
+    result_json: Option<String>,
+}
+
+impl From<&Run> for RunRow {
+    fn from(run: &Run) -> RunRow {
+        RunRow {
+            plan_json: run.plan.as_ref().map(|p| p.to_string()),
+            tables_json: serde_json::to_string(&run.tables).unwrap_or_else(|_| "[]".into()),
+            result_json: run.result.as_ref().map(RunResult::to_json_line),
+            run: run.clone(),
+        }
+    }
+}
+
+fn conversion(index: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+    row.get::<_, Option<String>>(index)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| conversion(index, e))
+}
+
+fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
     let status: String = row.get(1)?;
-    Ok(RunRecord {
+    let query_type: String = row.get(4)?;
+    let error_type: Option<String> = row.get(11)?;
+    let error = match error_type {
+        None => None,
+        Some(name) => {
+            let error_type = serde_json::from_value::<ErrorType>(serde_json::Value::String(name.clone()))
+                .unwrap_or_else(|_| {
+                    tracing::warn!(error_type = %name, "unknown error type in the run store; shown as INTERNAL");
+                    ErrorType::Internal
+                });
+            Some(RunError { error_type, message: row.get::<_, Option<String>>(12)?.unwrap_or_default() })
+        }
+    };
+    Ok(Run {
         run_id: row.get(0)?,
         status: RunState::parse(&status).unwrap_or(RunState::Interrupted),
         dataset_id: row.get(2)?,
         dataset_version_hash: row.get(3)?,
-        query_type: row.get(4)?,
-        sql: row.get(5)?,
-        request: json(6, row.get(6)?)?.unwrap_or_default(),
-        result: json(7, row.get(7)?)?,
-        error_type: row.get(8)?,
-        error_message: row.get(9)?,
-        sandbox_provider: row.get(10)?,
-        job_name: row.get(11)?,
-        request_id: row.get(12)?,
-        created_at: row.get(13)?,
-        started_at: row.get(14)?,
-        finished_at: row.get(15)?,
-        queued_ms: row.get(16)?,
-        run_ms: row.get(17)?,
-        total_ms: row.get(18)?,
+        query_type: QueryType::parse(&query_type).unwrap_or_default(),
+        sql: StoredSql {
+            text: row.get(5)?,
+            bytes: row.get::<_, i64>(6)? as u64,
+            truncated: row.get(7)?,
+            sha256: row.get(8)?,
+        },
+        plan: json(row, 9)?,
+        tables: json(row, 10)?.unwrap_or_default(),
+        result: if with_result { json(row, 23)? } else { None },
+        error,
+        sandbox_provider: row.get(13)?,
+        job_name: row.get(14)?,
+        request_id: row.get(15)?,
+        turn_id: row.get(16)?,
+        created_at: row.get(17)?,
+        started_at: row.get(18)?,
+        finished_at: row.get(19)?,
+        timings: Timings { queued_ms: row.get(20)?, run_ms: row.get(21)?, total_ms: row.get(22)? },
+    })
+}
+
+fn thread_from_row(row: &Row<'_>) -> rusqlite::Result<Thread> {
+    Ok(Thread {
+        thread_id: row.get(0)?,
+        dataset_id: row.get(1)?,
+        title: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+    })
+}
+
+fn turn_from_row(row: &Row<'_>) -> rusqlite::Result<Turn> {
+    turn_from_row_at(row, 0)
+}
+
+fn turn_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Turn> {
+    Ok(Turn {
+        turn_id: row.get(at)?,
+        thread_id: row.get(at + 1)?,
+        status: row.get(at + 2)?,
+        user_message: row.get(at + 3)?,
+        assistant_message: row.get(at + 4)?,
+        response: json(row, at + 5)?,
+        context: json(row, at + 6)?,
+        created_at: row.get(at + 7)?,
+        finished_at: row.get(at + 8)?,
     })
 }
 
@@ -302,36 +568,30 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The current time, RFC 3339 in UTC with milliseconds.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(id: &str) -> RunRecord {
-        RunRecord {
+    fn run(id: &str) -> Run {
+        Run {
             run_id: id.into(),
             status: RunState::Succeeded,
             dataset_id: "support".into(),
             dataset_version_hash: Some("sha256:x".into()),
-            query_type: "sql".into(),
-            sql: "SELECT 1".into(),
-            request: serde_json::json!({"sql": "SELECT 1"}),
+            query_type: QueryType::Sql,
+            sql: StoredSql::new("SELECT 1"),
+            plan: None,
+            tables: vec!["tickets".into()],
             result: None,
-            error_type: None,
-            error_message: None,
+            error: None,
             sandbox_provider: "local".into(),
             job_name: None,
             request_id: Some("req-1".into()),
+            turn_id: None,
             created_at: now(),
             started_at: None,
             finished_at: None,
-            queued_ms: None,
-            run_ms: None,
-            total_ms: None,
+            timings: Timings::default(),
         }
     }
 
@@ -341,35 +601,102 @@ mod tests {
         let path = dir.path().join("nested/runs.sqlite");
         let (store, interrupted) = Store::open(&path).unwrap();
         assert_eq!(interrupted, 0);
-        store.insert(record("a")).await.unwrap();
-        let running =
-            RunRecord { status: RunState::Running, started_at: Some(now()), queued_ms: Some(1.5), ..record("b") };
-        store.insert(running).await.unwrap();
-        let finish = Finish {
-            status: RunState::Succeeded,
-            result: serde_json::json!({"rows": [[1]]}),
-            error_type: None,
-            error_message: None,
-            job_name: Some("job-a".into()),
-            finished_at: now(),
-            run_ms: Some(3.0),
-            total_ms: 4.0,
-        };
-        store.finish("a", finish).await.unwrap();
+        let mut a = run("a");
+        a.status = RunState::Running;
+        store.insert(&a).await.unwrap();
+        let mut b = run("b");
+        b.status = RunState::Running;
+        b.timings.queued_ms = Some(1.5);
+        store.insert(&b).await.unwrap();
+        a.job_name = Some("job-a".into());
+        a.timings.total_ms = Some(4.0);
+        let result = RunResult::success(vec!["n".into()], vec!["BIGINT".into()], vec![vec![1.into()]], false);
+        a.finish_with(result.clone());
+        store.finish(&a).await.unwrap();
         drop(store);
 
         let (store, interrupted) = Store::open(&path).unwrap();
         assert_eq!(interrupted, 1, "run b was running when the store closed");
-        let a = store.get("a").await.unwrap().unwrap();
-        assert_eq!(a.status, RunState::Succeeded);
-        assert_eq!(a.result, Some(serde_json::json!({"rows": [[1]]})));
-        assert_eq!(a.job_name.as_deref(), Some("job-a"));
-        let b = store.get("b").await.unwrap().unwrap();
-        assert_eq!(b.status, RunState::Interrupted);
-        assert_eq!(b.error_type.as_deref(), Some("INTERNAL"));
-        assert_eq!(b.queued_ms, Some(1.5));
-        let ids: Vec<String> = store.list(10).await.unwrap().into_iter().map(|r| r.run_id).collect();
+        let stored_a = store.get("a").await.unwrap().unwrap();
+        assert_eq!(stored_a.status, RunState::Succeeded);
+        assert_eq!(stored_a.result, Some(result));
+        assert_eq!(stored_a.job_name.as_deref(), Some("job-a"));
+        assert_eq!(stored_a.tables, vec!["tickets"]);
+        let stored_b = store.get("b").await.unwrap().unwrap();
+        assert_eq!(stored_b.status, RunState::Interrupted);
+        assert_eq!(stored_b.error.map(|e| e.error_type), Some(ErrorType::Internal));
+        assert_eq!(stored_b.timings.queued_ms, Some(1.5));
+        let listed = store.list(10).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(ids, vec!["b", "a"], "newest first");
+        assert!(listed.iter().all(|r| r.result.is_none()), "lists read no results");
         assert!(store.get("missing").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn long_sql_is_stored_as_a_prefix_with_its_length_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("runs.sqlite")).unwrap();
+        let long = format!("SELECT '{}'", "é".repeat(20_000));
+        let mut r = run("long");
+        r.sql = StoredSql::new(&long);
+        store.insert(&r).await.unwrap();
+        let stored = store.get("long").await.unwrap().unwrap();
+        assert!(stored.sql.truncated);
+        assert_eq!(stored.sql.bytes, long.len() as u64);
+        assert!(stored.sql.text.len() <= crate::runs::STORED_SQL_BYTES && long.starts_with(&stored.sql.text));
+        use sha2::Digest;
+        assert_eq!(stored.sql.sha256, Some(format!("{:x}", sha2::Sha256::digest(long.as_bytes()))));
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_the_newest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("runs.sqlite")).unwrap();
+        for i in 0..10 {
+            store.insert(&run(&format!("r{i}"))).await.unwrap();
+        }
+        assert_eq!(store.prune(4, None).await.unwrap(), 6);
+        let ids: Vec<String> = store.list(100).await.unwrap().into_iter().map(|r| r.run_id).collect();
+        assert_eq!(ids, vec!["r9", "r8", "r7", "r6"]);
+        assert_eq!(store.size().await.unwrap().0, 4);
+    }
+
+    #[tokio::test]
+    async fn threads_and_turns_round_trip_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let (store, _) = Store::open(&path).unwrap();
+        let thread = Thread {
+            thread_id: "t1".into(),
+            dataset_id: "support".into(),
+            title: "How many?".into(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.create_thread(&thread).await.unwrap();
+        for i in 0..3 {
+            let turn = Turn {
+                turn_id: format!("u{i}"),
+                thread_id: "t1".into(),
+                status: "succeeded".into(),
+                user_message: format!("q{i}"),
+                assistant_message: Some(format!("a{i}")),
+                response: Some(serde_json::json!({"i": i})),
+                context: None,
+                created_at: now(),
+                finished_at: Some(now()),
+            };
+            store.insert_turn(&turn).await.unwrap();
+        }
+        drop(store);
+        let (store, _) = Store::open(&path).unwrap();
+        let turns = store.turns("t1", 2).await.unwrap();
+        assert_eq!(turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(), vec!["u1", "u2"], "newest two, oldest first");
+        assert_eq!(store.thread("t1").await.unwrap().unwrap().dataset_id, "support");
+        assert!(store.delete_thread("t1").await.unwrap());
+        assert!(store.thread("t1").await.unwrap().is_none());
+        assert!(store.turns("t1", 10).await.unwrap().is_empty());
+        assert!(!store.delete_thread("t1").await.unwrap());
     }
 }

@@ -78,3 +78,75 @@ fn bad_settings_fail_at_start_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("LOG_LEVEL"));
 }
+
+/// `(environment variable, flag)` for every option of `orchestrator --help` that has
+/// one. An option's entry starts at a line whose first word is `--flag` (or `-x,
+/// --flag`); its `[env: NAME=…]` may sit on a later, wrapped line.
+fn settings_in_help(help: &str) -> Vec<(String, String)> {
+    let mut settings = Vec::new();
+    let mut flag: Option<String> = None;
+    for line in help.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let first_flag = match words.as_slice() {
+            [first, ..] if first.starts_with("--") => Some(*first),
+            [short, second, ..] if short.starts_with('-') && short.ends_with(',') && second.starts_with("--") => {
+                Some(*second)
+            }
+            _ => None,
+        };
+        if let Some(f) = first_flag {
+            flag = Some(f.trim_end_matches(',').to_string());
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("[env: ") {
+            rest = &rest[at + "[env: ".len()..];
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let flag = flag.clone().unwrap_or_else(|| panic!("[env: {name}] outside an option's entry:\n{help}"));
+            settings.push((name, flag));
+        }
+    }
+    settings
+}
+
+/// `(variable, flag)` of every row of README.md's configuration table.
+fn settings_in_readme(readme: &str) -> Vec<(String, String)> {
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Configuration"))
+        .expect("README.md has a `## Configuration` section");
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let unquote = |cell: &str| cell.trim_matches('`').to_string();
+            (unquote(cells[1]), unquote(cells[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn readme_configuration_table_matches_help_both_ways() {
+    // A wide terminal, so clap wraps as little as possible (the parser copes either way).
+    let output = orchestrator().arg("--help").env("COLUMNS", "200").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+
+    let in_help = settings_in_help(&help);
+    let in_readme = settings_in_readme(&readme);
+    assert!(in_help.len() >= 30 && in_readme.len() >= 30, "parsed {} and {} settings", in_help.len(), in_readme.len());
+    let missing_from_readme: Vec<_> = in_help.iter().filter(|s| !in_readme.contains(s)).collect();
+    let missing_from_help: Vec<_> = in_readme.iter().filter(|s| !in_help.contains(s)).collect();
+    assert!(
+        missing_from_readme.is_empty() && missing_from_help.is_empty(),
+        "README.md's configuration table and `orchestrator --help` disagree.\n\
+         In --help, not in README (variable, flag): {missing_from_readme:?}\n\
+         In README, not in --help: {missing_from_help:?}"
+    );
+    let mut names: Vec<&String> = in_readme.iter().map(|(name, _)| name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), in_readme.len(), "a variable listed twice in README.md");
+}

@@ -33,11 +33,16 @@ pub fn request_for(dataset: &Dataset, sql: &str) -> RunRequest {
 
 impl Sandbox {
     /// Runs a request whose paths are `/data/...` relative to `root`, mounting only
-    /// the dataset's own folder (see [`mount::narrow`]).
+    /// the dataset's own folder (see [`mount::narrow`]), reached from `root` without
+    /// symbolic links (see [`mount::verify_mount`]).
     pub fn run_mounted(&self, root: &Path, request: RunRequest) -> RunResult {
-        match mount::narrow(root, request) {
-            Ok(mount) => self.run(&mount.request, &mount.host_dir),
-            Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
+        let mount = match mount::narrow(root, request) {
+            Ok(mount) => mount,
+            Err(message) => return RunResult::failure(ErrorType::InvalidRequest, message),
+        };
+        match mount::verify_mount(root, mount) {
+            Ok(verified) => self.run(&verified.request, &verified.host_dir),
+            Err(e) => RunResult::failure(ErrorType::DatasetError, e.to_string()),
         }
     }
 }

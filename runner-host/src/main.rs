@@ -193,11 +193,18 @@ fn run(args: RunArgs) -> ExitCode {
     let text = match (args.format, result.status) {
         (Format::Json, _) => format!("{}\n", result.to_json_line()),
         (Format::Table, RunStatus::Success) => render::table(&result),
-        (Format::Csv, RunStatus::Success) => render::csv(&result),
+        (Format::Csv, RunStatus::Success) => match render::csv(&result) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("error: cannot write the result as CSV: {e}");
+                return ExitCode::from(EXIT_QUERY_ERROR);
+            }
+        },
         (Format::Table | Format::Csv, _) => {
+            // The message may quote the query or the data: shown escaped, like a table.
             let error = result.error.as_ref();
             let kind = error.map_or("INTERNAL", |e| e.error_type.as_str());
-            eprintln!("error [{kind}]: {}", error.map_or("", |e| e.message.as_str()));
+            eprintln!("error [{kind}]: {}", render::printable(error.map_or("", |e| e.message.as_str())));
             String::new()
         }
     };

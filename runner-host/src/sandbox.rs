@@ -5,14 +5,23 @@
 //! - a memory cap (a [`ResourceLimiter`] that refuses growth past the request's
 //!   `memory_limit_bytes` and remembers that it did),
 //! - a wall-clock deadline (epoch interruption; a ticker thread advances the epoch),
+//!   and a watchdog for the time the guest spends in host calls, which epochs do not
+//!   interrupt (a read that blocks, `poll_oneoff` with a long timeout): a run still
+//!   going [`limits::HOST_CALL_GRACE`] past its deadline is abandoned and reported as
+//!   a timeout, and its thread is counted in [`Sandbox::stuck_runs`] until it ends;
 //! - stdin holding the request, stdout and stderr captured through capped pipes,
 //! - no environment, no arguments beyond the program name, no network, and exactly
-//!   one preopened directory: the dataset's folder, read-only, at `/data`.
+//!   one preopened directory: the dataset's folder, read-only, at `/data`, checked on
+//!   disk first (see [`crate::mount::verify`]: no symbolic links to other places,
+//!   regular files only).
 //!
 //! Whatever the guest does (trap, loop, exhaust memory, flood its output, exit
-//! early, print garbage), [`Sandbox::run`] returns a [`RunResult`] that says so.
+//! early, block, print garbage), [`Sandbox::run`] returns a [`RunResult`] that says
+//! so, by the deadline plus the grace.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus};
@@ -30,6 +39,9 @@ pub mod limits {
 
     /// How often the epoch advances: the resolution of run deadlines.
     pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+    /// How long past its deadline a run may stay in a host call (which epochs do
+    /// not interrupt) before it is abandoned.
+    pub const HOST_CALL_GRACE: Duration = Duration::from_secs(1);
     /// Native stack the guest's wasm frames may use.
     pub const MAX_WASM_STACK: usize = 4 * 1024 * 1024;
     /// Stack of the thread each run executes on (wasm frames plus host calls).
@@ -78,6 +90,13 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Growth past what a 32-bit memory can address (4 GiB) fails before the
+        // limiter is asked: it is the limit too.
+        self.exceeded = true;
+        Ok(())
+    }
+
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= limits::MAX_TABLE_ELEMENTS)
     }
@@ -111,11 +130,19 @@ impl Default for SandboxOptions {
 
 /// A loaded guest, ready to run requests. Cheap to share: runs take `&self`.
 pub struct Sandbox {
-    engine: Engine,
-    pre: InstancePre<GuestState>,
+    runner: Runner,
     module: wasmtime::Module,
     loaded_from: LoadedFrom,
     load_time: Duration,
+    /// Runs abandoned past their deadline whose thread has not ended yet.
+    stuck: Arc<AtomicUsize>,
+}
+
+/// What a run's thread needs, owned: the thread may outlive the call that started it.
+#[derive(Clone)]
+struct Runner {
+    engine: Engine,
+    pre: InstancePre<GuestState>,
 }
 
 /// The CPU a precompiled artifact is compiled for.
@@ -233,7 +260,21 @@ impl Sandbox {
             .instantiate_pre(&loaded.module)
             .map_err(|e| fail(format!("the module needs imports the sandbox does not provide: {e}")))?;
         start_epoch_ticker(&engine).map_err(|e| fail(format!("cannot start the epoch ticker thread: {e}")))?;
-        Ok(Sandbox { engine, pre, module: loaded.module, loaded_from: loaded.from, load_time: loaded.elapsed })
+        Ok(Sandbox {
+            runner: Runner { engine, pre },
+            module: loaded.module,
+            loaded_from: loaded.from,
+            load_time: loaded.elapsed,
+            stuck: Arc::default(),
+        })
+    }
+
+    /// Runs abandoned past their deadline (blocked in a host call) whose threads
+    /// have not ended yet. Each holds its guest's memory until it ends; a count that
+    /// stays above zero means something on the host blocks (a FIFO in a dataset
+    /// folder, a hung file system).
+    pub fn stuck_runs(&self) -> usize {
+        self.stuck.load(Ordering::SeqCst)
     }
 
     /// How the module was loaded (precompiled, cache hit, compiled).
@@ -252,34 +293,91 @@ impl Sandbox {
     }
 
     /// Runs `request` with `data_dir` mounted read-only at `/data`. The request's
-    /// paths must already be relative to that mount (see [`crate::mount`]).
+    /// paths must already be relative to that mount (see [`crate::mount`]); they and
+    /// the folder are checked on disk first ([`crate::mount::verify`]).
     pub fn run(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
         let started = Instant::now();
         let mut result = match validate_limits(request) {
             Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
-            Ok(()) => self.run_on_thread(request, data_dir),
+            Ok(()) => match crate::mount::verify(data_dir, request.clone()) {
+                Ok(verified) => self.run_on_thread(verified.request, verified.host_dir),
+                Err(e) => RunResult::failure(ErrorType::DatasetError, e.to_string()),
+            },
         };
         result.exec_time_ms = started.elapsed().as_millis() as u64;
         result
     }
 
     /// Runs on a thread of our own, so the wasm stack limit holds whatever thread
-    /// the caller is on (tokio's blocking pool, a test harness thread, ...).
-    fn run_on_thread(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
-        std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new()
-                .name("sandbox-run".into())
-                .stack_size(limits::RUN_THREAD_STACK)
-                .spawn_scoped(scope, || self.run_guest(request, data_dir));
-            match worker {
-                Ok(handle) => handle.join().unwrap_or_else(|_| {
+    /// the caller is on (tokio's blocking pool, a test harness thread, ...), and so
+    /// the caller can stop waiting: a guest blocked in a host call is abandoned
+    /// [`limits::HOST_CALL_GRACE`] after its deadline.
+    fn run_on_thread(&self, request: RunRequest, data_dir: PathBuf) -> RunResult {
+        let give_up = Duration::from_millis(request.timeout_ms) + limits::HOST_CALL_GRACE;
+        let timeout_ms = request.timeout_ms;
+        let run = Arc::new(RunSlot { state: Mutex::new(RunState::Running), done: Condvar::new() });
+        let (thread_run, runner, stuck) = (run.clone(), self.runner.clone(), self.stuck.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sandbox-run".into())
+            .stack_size(limits::RUN_THREAD_STACK)
+            .spawn(move || {
+                // Nothing the closure touches is used again after a panic.
+                let run_guest = std::panic::AssertUnwindSafe(|| runner.run_guest(&request, &data_dir));
+                let result = std::panic::catch_unwind(run_guest).unwrap_or_else(|_| {
                     RunResult::failure(ErrorType::Internal, "the sandbox thread panicked; this is a bug in runner-host")
-                }),
-                Err(e) => RunResult::failure(ErrorType::Internal, format!("cannot start a sandbox thread: {e}")),
+                });
+                let mut state = lock(&thread_run.state);
+                if matches!(*state, RunState::Abandoned) {
+                    stuck.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    *state = RunState::Finished(Box::new(result));
+                    thread_run.done.notify_all();
+                }
+            });
+        if let Err(e) = spawned {
+            return RunResult::failure(ErrorType::Internal, format!("cannot start a sandbox thread: {e}"));
+        }
+        let state = lock(&run.state);
+        let (mut state, _) = run
+            .done
+            .wait_timeout_while(state, give_up, |s| matches!(s, RunState::Running))
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match std::mem::replace(&mut *state, RunState::Abandoned) {
+            RunState::Finished(result) => *result,
+            RunState::Running | RunState::Abandoned => {
+                self.stuck.fetch_add(1, Ordering::SeqCst);
+                RunResult::failure(
+                    ErrorType::Timeout,
+                    format!(
+                        "the query ran longer than {timeout_ms} ms: the guest was still blocked in a host call \
+                         (reading a file or waiting) {} ms after its deadline",
+                        limits::HOST_CALL_GRACE.as_millis()
+                    ),
+                )
             }
-        })
+        }
     }
+}
 
+/// One run, shared by the caller and the run's thread.
+struct RunSlot {
+    state: Mutex<RunState>,
+    done: Condvar,
+}
+
+enum RunState {
+    Running,
+    Finished(Box<RunResult>),
+    /// The caller stopped waiting; the thread is still blocked.
+    Abandoned,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the state inconsistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Runner {
     fn run_guest(&self, request: &RunRequest, data_dir: &Path) -> RunResult {
         let stdin = match serde_json::to_vec(request) {
             Ok(bytes) => bytes,
@@ -303,7 +401,7 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if let Err(e) = wasi.preopened_dir(data_dir, protocol::DATA_MOUNT, FsPerms::ReadOnly) {
-            let message = format!("cannot open the dataset folder {}: {e}", data_dir.display());
+            let message = format!("cannot open the dataset folder: {e}");
             return RunResult::failure(ErrorType::DatasetError, message);
         }
         let limiter = MemoryLimiter {
@@ -376,18 +474,28 @@ fn outcome_to_result(
     if trap == Some(Trap::Interrupt) {
         return RunResult::failure(ErrorType::Timeout, format!("the query ran longer than {} ms", request.timeout_ms));
     }
-    if limiter.exceeded && exit_code != Some(0) {
-        return RunResult::failure(
+    let memory_limit = || {
+        RunResult::failure(
             ErrorType::MemoryLimit,
             format!("the query needed more than {} MiB of memory", request.memory_limit_bytes >> 20),
-        );
+        )
+    };
+    if limiter.exceeded && exit_code != Some(0) {
+        return memory_limit();
+    }
+    let guest_result = parse_result(&stdout.contents());
+    let stderr_text = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+    // An allocation too large for wasm32 (2 GiB and more) fails inside the guest's
+    // allocator without ever asking to grow the memory, so the limiter does not see
+    // it; the guest then aborts saying so.
+    if exit_code != Some(0) && failed_allocation(guest_result.as_ref(), &stderr_text) {
+        return memory_limit();
     }
     // The guest's own result: after a clean exit, or written by its panic hook
     // before it trapped.
-    if let Some(result) = parse_result(&stdout.contents()) {
+    if let Some(result) = guest_result {
         return enforce_caps(result, request);
     }
-    let stderr_text = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let detail = |what: String| {
         if stderr_text.is_empty() { what } else { format!("{what}; guest stderr: {}", tail(&stderr_text, 2000)) }
     };
@@ -411,6 +519,18 @@ fn outcome_to_result(
         }
         (Ok(()), None) => unreachable!("a clean return has exit code 0"),
     }
+}
+
+/// Whether the guest died of an allocation it could not get: Rust's standard
+/// allocation-failure message on stderr, or a panic on a collection's capacity
+/// overflowing the 32-bit address space (reported by the guest's panic hook).
+fn failed_allocation(guest_result: Option<&RunResult>, stderr: &str) -> bool {
+    let allocation_failed =
+        stderr.lines().any(|line| line.starts_with("memory allocation of ") && line.ends_with(" bytes failed"));
+    let capacity_overflow = guest_result.and_then(|r| r.error.as_ref()).is_some_and(|e| {
+        e.error_type == ErrorType::Internal && e.message.contains("panicked") && e.message.contains("capacity overflow")
+    });
+    allocation_failed || capacity_overflow
 }
 
 /// The guest's result: exactly one line holding a `RunResult`.

@@ -2,8 +2,8 @@
 //!
 //! Every request that cannot be served gets one of these (a 4xx for bad input,
 //! 503 for a busy or not-yet-ready service), never a bare 500 or a dropped
-//! connection. Queries that run and fail are not HTTP errors: they are runs, with
-//! a status and an error type.
+//! connection. Domain errors ([`crate::error::Error`]) become HTTP errors here, in
+//! one place.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -11,20 +11,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// The `type`s an HTTP error can carry.
+use crate::error::Error;
+
+/// The `type`s only the HTTP layer produces (the domain's come from [`Error::error_type`]).
 pub mod kind {
     pub const INVALID_JSON: &str = "INVALID_JSON";
     pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
-    pub const UNKNOWN_DATASET: &str = "UNKNOWN_DATASET";
-    pub const RUN_NOT_FOUND: &str = "RUN_NOT_FOUND";
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
-    pub const CAPACITY_EXCEEDED: &str = "CAPACITY_EXCEEDED";
-    pub const SANDBOX_NOT_READY: &str = "SANDBOX_NOT_READY";
-    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
-    pub const INTERNAL: &str = "INTERNAL";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +54,30 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Error::UnknownDataset { .. }
+            | Error::RunNotFound(_)
+            | Error::ThreadNotFound(_)
+            | Error::TurnNotFound(_) => StatusCode::NOT_FOUND,
+            Error::ThreadDatasetConflict { .. } => StatusCode::CONFLICT,
+            Error::CapacityExceeded(_)
+            | Error::SandboxNotReady(_)
+            | Error::StoreUnavailable(_)
+            | Error::LlmNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let retry_after = match &error {
+            Error::CapacityExceeded(_) => Some(1),
+            Error::SandboxNotReady(_) | Error::StoreUnavailable(_) => Some(5),
+            _ => None,
+        };
+        ApiError { status, kind: error.error_type(), message: error.to_string(), retry_after }
     }
 }
 

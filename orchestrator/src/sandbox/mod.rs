@@ -41,10 +41,18 @@ impl Provider {
     pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
         match self {
             Provider::Local(local) => Execution { result: local.run(request, permit).await, job_name: None },
-            Provider::K8s(k8s) => {
-                let _permit = permit;
-                k8s.run(run_id, request).await
-            }
+            Provider::K8s(k8s) => k8s.run(run_id, request, permit).await,
+        }
+    }
+
+    /// Records the provider's own metrics in the service's registry (the k8s
+    /// provider: Job create errors and pod start times; the local one has none).
+    pub fn use_metrics(&self, metrics: &crate::metrics::Metrics) {
+        if let Provider::K8s(k8s) = self {
+            k8s.use_metrics(k8s::K8sMetrics {
+                job_create_errors: metrics.k8s_job_create_errors.clone(),
+                pod_start: metrics.k8s_pod_start.clone(),
+            });
         }
     }
 

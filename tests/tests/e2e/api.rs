@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Csv, TestServer, cache_dir, client, corpus_dir, datasets_dir, wait_until_ready, workspace_binary,
+    Csv, TestServer, cache_dir, client, datasets_dir, foreign_corpora, wait_until_ready, workspace_binary,
 };
 
 fn seed() -> Value {
@@ -27,8 +27,9 @@ async fn the_seed_query_succeeds_and_is_recorded() {
     assert_eq!(body["result"]["rows"], json!([[ticket_count()]]));
     assert_eq!(body["result"]["error"], Value::Null);
     assert_eq!(body["details"]["dataset_id"], "support");
-    assert_eq!(body["details"]["query_mode"], "sql");
-    assert_eq!(body["details"]["compiled_sql"], "SELECT COUNT(*) AS ticket_count FROM tickets");
+    assert_eq!(body["details"]["query_type"], "sql");
+    assert_eq!(body["details"]["sql"], "SELECT COUNT(*) AS ticket_count FROM tickets");
+    assert_eq!(body["result"].get("status"), None, "a run has one status: the run's");
     assert_eq!(body["details"]["sandbox_provider"], "local");
     assert_eq!(body["details"]["tables"], json!(["tickets"]));
     let registry = protocol::registry::Registry::load(&datasets_dir()).unwrap();
@@ -38,13 +39,10 @@ async fn the_seed_query_succeeds_and_is_recorded() {
     let run_id = body["run_id"].as_str().unwrap();
     let (code, record) = server.get(&format!("/runs/{run_id}")).await;
     assert_eq!(code, 200);
-    assert_eq!(record["status"], "succeeded");
-    assert_eq!(record["sql"], seed()["sql"]);
-    assert_eq!(record["request"], seed());
-    assert_eq!(record["dataset_version_hash"], json!(hash));
-    assert_eq!(record["result"]["rows"], json!([[ticket_count()]]));
-    assert_eq!(record["sandbox_provider"], "local");
-    assert!(record["finished_at"].is_string() && record["timings"]["total_ms"].is_number());
+    // GET /runs/{id} is the same view as POST /runs' answer.
+    assert_eq!(record, body);
+    assert!(record["details"]["finished_at"].is_string() && record["details"]["total_ms"].is_number());
+    assert_eq!(record["details"]["sql_truncated"], false);
 
     let (code, status) = server.get(&format!("/runs/{run_id}/status")).await;
     assert_eq!((code, status), (200, json!({"run_id": run_id, "status": "succeeded"})));
@@ -52,6 +50,14 @@ async fn the_seed_query_succeeds_and_is_recorded() {
     let (code, list) = server.get("/runs?limit=5").await;
     assert_eq!(code, 200);
     assert_eq!(list["runs"][0]["run_id"], json!(run_id));
+    assert_eq!(list["runs"][0]["sql"], seed()["sql"]);
+    assert_eq!(list["runs"][0].get("result"), None, "lists carry no rows");
+
+    let response = client().get(format!("{}/runs/{run_id}/result.csv", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(response.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert_eq!(response.text().await.unwrap(), format!("ticket_count\n{}\n", ticket_count()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,6 +110,36 @@ async fn the_policy_allows_queries_and_refuses_the_rest_with_reasons() {
         assert_eq!(body["result"]["error"]["type"], error, "{sql}");
         let message = body["result"]["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{sql}: {message}");
+    }
+}
+
+/// The policy and the guest agree: every table function the policy allows runs
+/// through the service with its exact answer, and the spellings the guest cannot run
+/// (DataFusion finds `generate_series` and `range` only in lower case) are refused by
+/// the policy, never allowed and then failed by the guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_functions_the_policy_allows_run_end_to_end() {
+    let server = TestServer::start(|_| {}).await;
+    for sql in [
+        "SELECT * FROM generate_series(1, 3)",
+        "SELECT * FROM range(1, 4)",
+        "SELECT * FROM unnest([1, 2, 3])",
+        "SELECT * FROM UNNEST([1, 2, 3])",
+        "SELECT unnest([1, 2, 3])",
+    ] {
+        let (code, body) = server.post_run(json!({"dataset_id": "support", "sql": sql})).await;
+        assert_eq!((code, body["status"].as_str()), (200, Some("succeeded")), "{sql}: {body}");
+        assert_eq!(body["result"]["rows"], json!([[1], [2], [3]]), "{sql}");
+    }
+    for sql in [
+        "SELECT * FROM GENERATE_SERIES(1, 3)",
+        "SELECT * FROM Generate_Series(1, 3)",
+        "SELECT * FROM RANGE(1, 4)",
+        "SELECT * FROM \"generate_series\"(1, 3)",
+    ] {
+        let (code, body) = server.post_run(json!({"dataset_id": "support", "sql": sql})).await;
+        assert_eq!((code, body["status"].as_str()), (200, Some("rejected")), "{sql}: {body}");
+        assert_eq!(body["result"]["error"]["type"], "SQL_NOT_ALLOWED", "{sql}");
     }
 }
 
@@ -220,9 +256,9 @@ async fn datasets_and_their_schemas_are_listed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics_need_no_llm_key() {
     let server = TestServer::start(|c| {
-        c.openai_api_key = None;
-        c.anthropic_api_key = None;
-        c.llm_provider = Some("openai".into());
+        c.llm.openai_api_key = None;
+        c.llm.anthropic_api_key = None;
+        c.llm.llm_provider = orchestrator::llm::ProviderChoice::Openai;
     })
     .await;
     let (code, body) = server.get("/healthz").await;
@@ -230,10 +266,9 @@ async fn health_readiness_and_metrics_need_no_llm_key() {
     let (code, body) = server.get("/readyz").await;
     assert_eq!(code, 200);
     assert_eq!(body["status"], "ready");
-    assert_eq!(
-        body["llm"],
-        json!({"provider": "openai", "openai_api_key_set": false, "anthropic_api_key_set": false, "required": false})
-    );
+    assert_eq!(body["llm"]["provider"], "openai");
+    assert_eq!(body["llm"]["configured"], false, "{body}");
+    assert_eq!(body["llm"]["model"], "gpt-4o-mini");
     assert!(body["sandbox"].as_str().unwrap().contains("module loaded"));
 
     server.post_run(seed()).await;
@@ -246,7 +281,9 @@ async fn health_readiness_and_metrics_need_no_llm_key() {
         r#"csv_analyst_runs_total{status="rejected",provider="local"} 1"#,
         r#"csv_analyst_run_duration_seconds_count{provider="local"} 2"#,
         "csv_analyst_runs_in_flight 0",
-        r#"csv_analyst_http_requests_total{method="POST",route="/runs",status="200"} 2"#,
+        r#"csv_analyst_http_requests_total{method="POST",route="/runs",code="200"} 2"#,
+        r#"csv_analyst_capacity_rejections_total 0"#,
+        r#"csv_analyst_build_info{version="0.1.0"} 1"#,
     ] {
         assert!(text.contains(line), "/metrics lacks {line}:\n{text}");
     }
@@ -334,24 +371,31 @@ async fn a_saturated_service_answers_503_with_retry_after() {
     assert_eq!((code, body["status"].as_str()), (200, Some("succeeded")), "the slot was freed");
 }
 
+/// A foreign datasets folder (the vendored fixture, and `CSV_CORPUS_DIR` when set)
+/// served as it is, unknown registry fields and all.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_datasets_folder_serves_as_it_is() {
-    let Some(corpus) = corpus_dir() else { return };
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(&corpus, copy.path());
-    let dir = copy.path().to_path_buf();
-    let server = TestServer::start(move |c| c.datasets_dir = dir).await;
-    let (code, body) = server.post_run(seed()).await;
-    assert_eq!(code, 200);
-    assert_eq!(body["status"], "succeeded", "{body}");
-    let expected = Csv::load(&corpus.join("support/tickets.csv")).rows.len();
-    assert_eq!(body["result"]["rows"], json!([[expected]]));
-    let (code, schema) = server.get("/datasets/support/schema").await;
-    assert_eq!(code, 200);
-    assert_eq!(
-        schema["tables"][0]["columns"][1],
-        json!({"name": "created_at", "type": "TIMESTAMP", "description": "Ticket creation timestamp"})
-    );
+    for corpus in foreign_corpora() {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&corpus, copy.path());
+        let dir = copy.path().to_path_buf();
+        let server = TestServer::start(move |c| c.datasets_dir = dir).await;
+        let (code, body) = server.post_run(seed()).await;
+        assert_eq!(code, 200);
+        assert_eq!(body["status"], "succeeded", "{}: {body}", corpus.display());
+        let expected = Csv::load(&corpus.join("support/tickets.csv")).rows.len();
+        assert_eq!(body["result"]["rows"], json!([[expected]]), "{}", corpus.display());
+        let (code, schema) = server.get("/datasets/support/schema").await;
+        assert_eq!(code, 200);
+        let column = &schema["tables"][0]["columns"][1];
+        assert_eq!(
+            (&column["name"], &column["type"], &column["description"]),
+            (&json!("created_at"), &json!("TIMESTAMP"), &json!("Ticket creation timestamp")),
+            "{}",
+            corpus.display()
+        );
+        assert!(column["min"].as_str() < column["max"].as_str(), "a date column's range: {column}");
+    }
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -378,12 +422,12 @@ impl Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut command = Command::new(workspace_binary("orchestrator"));
         command
+            // The settings below and defaults for the rest: nothing inherited.
+            .env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DATASETS_DIR", datasets_dir())
             .env("RUN_STORE_PATH", store.join("runs.sqlite"))
             .env("RUNNER_CACHE_DIR", cache_dir())
-            .env_remove("SANDBOX_PROVIDER")
-            .env_remove("RUNNER_MODULE")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in extra {

@@ -1,9 +1,13 @@
 //! csv-analyst's end-to-end tests, in one binary. See `tests/src/lib.rs`.
 
 mod api;
+mod browser;
 mod chart;
+mod chat;
 mod fake_kube;
+mod fake_llm;
 mod guest;
 mod images;
 mod k8s;
+mod llm_client;
 mod support;

@@ -38,21 +38,53 @@ pub fn sandbox() -> &'static Sandbox {
     })
 }
 
-/// The foreign corpus (`CSV_CORPUS_DIR`), or `None` — said loudly — when unset.
-pub fn corpus_dir() -> Option<PathBuf> {
+/// The vendored foreign datasets folder: a registry in another tool's shape (unknown
+/// fields), CRLF line ends, `True`/`False`, empty fields, a quoted field with a comma.
+pub fn foreign_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/foreign")
+}
+
+/// The foreign datasets folders the foreign-corpus tests check: always the vendored
+/// fixture, and `CSV_CORPUS_DIR` too when it is set (CI sets it). Unset, that is a
+/// skipped check and said so in the skip log.
+pub fn foreign_corpora() -> Vec<PathBuf> {
+    let mut corpora = vec![foreign_fixture()];
     match std::env::var_os("CSV_CORPUS_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
             assert!(dir.join("registry.json").is_file(), "CSV_CORPUS_DIR={} has no registry.json", dir.display());
-            Some(dir)
+            corpora.push(dir);
         }
         None => {
-            eprintln!(
-                "\n*** CSV_CORPUS_DIR is not set: the foreign-corpus test checks NOTHING. \
-                 .ci/run sets it to ../shared/corpus/adoptaisandbox. ***\n"
-            );
-            None
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                skipped(
+                    "CSV_CORPUS_DIR is not set: the foreign-corpus tests checked only the vendored \
+                     tests/fixtures/foreign (.ci/run sets it to ../shared/corpus/adoptaisandbox)",
+                )
+            });
         }
+    }
+    corpora
+}
+
+/// Where skipped checks are listed, one a line; `.ci/run` empties it before the tests
+/// and prints it after them.
+pub fn skip_log() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-checks.txt")
+}
+
+/// Records a check that did not run: straight to the process's stderr (libtest
+/// captures `eprintln!`, not a direct write) and appended to [`skip_log`].
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("<unnamed test>").to_string();
+    let line = format!("SKIPPED {test}: {what}\n");
+    let _ = std::io::stderr().write_all(format!("\n*** {line}").as_bytes());
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(skip_log());
+    match log {
+        Ok(mut file) => file.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", skip_log().display())),
+        Err(e) => panic!("cannot record a skipped check in {}: {e}", skip_log().display()),
     }
 }
 
@@ -116,10 +148,11 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
-/// The configuration tests start from: the repo's datasets, a fresh store, the
-/// shared module cache, a loopback port.
+/// The configuration tests start from: every setting at its default whatever the
+/// environment says (an exported `MAX_ROWS` must not change a test's outcome), the
+/// repo's datasets, a fresh store, the shared module cache, a loopback port.
 pub fn test_config(store_dir: &Path) -> orchestrator::Config {
-    let mut config = orchestrator::Config::from_args(Vec::<String>::new()).unwrap();
+    let mut config = orchestrator::Config::without_env();
     config.datasets_dir = datasets_dir();
     config.run_store_path = store_dir.join("runs.sqlite");
     config.runner_cache_dir = Some(cache_dir());
@@ -209,7 +242,9 @@ pub fn client() -> reqwest::Client {
     CLIENT.get_or_init(reqwest::Client::new).clone()
 }
 
-/// A binary of the workspace, built next to this test binary (target/release).
+/// A binary of the workspace, built next to this test binary (target/release), and
+/// no older than the sources it is built from: `cargo test -p tests` does not rebuild
+/// it, and a stale binary would test old code.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);
@@ -218,12 +253,76 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         "{} is missing: run the whole suite (`cargo test --release`) or `cargo build --release -p {name}`",
         path.display()
     );
+    let built = modified(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if let Some((source, _)) = newest_source(name).filter(|(_, changed)| *changed > built) {
+        panic!(
+            "stale binary: run cargo build --release -p {name} ({} is older than {})",
+            path.display(),
+            source.display()
+        );
+    }
     path
 }
 
+/// What a workspace binary is built from: its crate, the workspace crates it links
+/// (the embedded guest included) and their manifests. Cargo relinks the binary when
+/// any of them changes, so a newer one means the binary predates it.
+fn sources_of(binary: &str) -> &'static [&'static str] {
+    const RUNNER_HOST: &[&str] = &[
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "runner-guest/src",
+        "runner-guest/Cargo.toml",
+        "runner-host/src",
+        "runner-host/build.rs",
+        "runner-host/Cargo.toml",
+    ];
+    const ORCHESTRATOR: &[&str] = &[
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "runner-guest/src",
+        "runner-guest/Cargo.toml",
+        "runner-host/src",
+        "runner-host/build.rs",
+        "runner-host/Cargo.toml",
+        "orchestrator/src",
+        "orchestrator/Cargo.toml",
+    ];
+    match binary {
+        "runner-host" => RUNNER_HOST,
+        "orchestrator" => ORCHESTRATOR,
+        other => panic!("workspace_binary: no source list for {other}"),
+    }
+}
+
+/// The most recently modified file among a binary's sources, and when.
+fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
+    fn walk(path: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for entry in entries {
+                walk(&entry.unwrap_or_else(|e| panic!("{}: {e}", path.display())).path(), newest);
+            }
+        } else if let Ok(changed) = modified(path)
+            && newest.as_ref().is_none_or(|(_, t)| changed > *t)
+        {
+            *newest = Some((path.to_path_buf(), changed));
+        }
+    }
+    let mut newest = None;
+    for source in sources_of(binary) {
+        walk(&workspace().join(source), &mut newest);
+    }
+    newest
+}
+
+fn modified(path: &Path) -> std::io::Result<std::time::SystemTime> {
+    std::fs::metadata(path)?.modified()
+}
+
 /// An external tool the test needs (helm, kubernetes-validate, docker). Missing, it
-/// fails the test — unless CSV_ANALYST_SKIP_MISSING_TOOLS=1, which skips it, loudly.
-/// CI installs every tool (.ci/run) and never sets that variable.
+/// fails the test — unless CSV_ANALYST_SKIP_MISSING_TOOLS=1, which skips it, recorded
+/// by [`skipped`]. CI installs every tool and unsets that variable (.ci/run).
 pub fn require_tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .into_iter()
@@ -233,9 +332,7 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     match found {
         Some(path) => Some(path),
         None if std::env::var("CSV_ANALYST_SKIP_MISSING_TOOLS").as_deref() == Ok("1") => {
-            eprintln!(
-                "\n*** {name} is not installed: this test checks NOTHING (CSV_ANALYST_SKIP_MISSING_TOOLS=1) ***\n"
-            );
+            skipped(&format!("{name} is not installed; this test checked nothing (CSV_ANALYST_SKIP_MISSING_TOOLS=1)"));
             None
         }
         None => panic!(

@@ -39,11 +39,102 @@ pub const RUNNER_UID: i64 = 1000;
 /// precompiled guest, stacks.
 pub const HOST_OVERHEAD_MIB: u64 = 256;
 
-/// The Job name for a run: readable, unique, a valid DNS-1123 label (≤ 63 chars).
+/// What every Job name starts with.
+pub const JOB_NAME_PREFIX: &str = "csv-analyst-run-";
+/// Letters and digits of the run id a Job name keeps at most (a UUID has 32).
+const NAME_ID_CHARS: usize = 32;
+/// The longest Job name Kubernetes accepts: the Job controller copies it into the
+/// pods' `job-name` label, whose values stop at 63 characters.
+pub const MAX_JOB_NAME: usize = 63;
+/// The environment variable carrying the request to `runner-host exec`.
+pub const REQUEST_ENV: &str = "RUNNER_REQUEST_JSON";
+/// The longest value [`REQUEST_ENV`] can have: Linux refuses a single environment
+/// string (`NAME=value` and its NUL) over 128 KiB (MAX_ARG_STRLEN) when the container
+/// starts.
+pub const MAX_REQUEST_JSON_BYTES: usize = 128 * 1024 - REQUEST_ENV.len() - 2;
+
+/// The Job name for a run: readable, a valid DNS-1123 label of at most 63
+/// characters, and distinct for distinct run ids. A UUID gives
+/// `csv-analyst-run-<its 32 hex digits>`; an id with anything else (capitals,
+/// dots, more than 32 letters and digits) keeps a readable prefix and gets a hash of
+/// the whole id, so two ids never share a Job.
 pub fn job_name(run_id: &str) -> String {
-    let id: String =
-        run_id.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).take(32).collect();
-    format!("csv-analyst-run-{id}")
+    let alnum: String = run_id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let plain = !alnum.is_empty()
+        && alnum.len() <= NAME_ID_CHARS
+        && run_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if plain {
+        return format!("{JOB_NAME_PREFIX}{alnum}");
+    }
+    let readable: String = alnum.to_ascii_lowercase().chars().take(20).collect();
+    let hash = short_hash(run_id);
+    if readable.is_empty() { format!("{JOB_NAME_PREFIX}{hash}") } else { format!("{JOB_NAME_PREFIX}{readable}-{hash}") }
+}
+
+/// The value of the run-id label ([`RUN_ID_KEY`]) on the Job and its pods, which the
+/// provider also selects the pods by: the run id itself when it is a valid label
+/// value, otherwise its valid characters (at most 40) and a hash of the whole id.
+pub fn run_label(run_id: &str) -> String {
+    if is_label_value(run_id) {
+        return run_id.to_string();
+    }
+    let cleaned: String =
+        run_id.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(40).collect();
+    let cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let hash = short_hash(run_id);
+    if cleaned.is_empty() { hash } else { format!("{cleaned}-{hash}") }
+}
+
+/// 12 hex digits of the SHA-256 of `text`.
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A valid label value: empty, or at most 63 of `[A-Za-z0-9._-]` starting and
+/// ending with a letter or digit.
+pub fn is_label_value(text: &str) -> bool {
+    text.is_empty()
+        || (text.len() <= 63
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// A valid DNS-1123 label: at most 63 of `[a-z0-9-]`, starting and ending with a
+/// letter or digit (namespace and Job names).
+pub fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A valid DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123
+/// labels (service account and claim names).
+pub fn is_dns_subdomain(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+/// The request as [`REQUEST_ENV`] carries it.
+pub fn request_json(request: &RunRequest) -> String {
+    serde_json::to_string(request).expect("a RunRequest always serializes")
+}
+
+/// Refuses a request too large for [`REQUEST_ENV`], with a message naming the limit:
+/// the container would otherwise fail to start with an obscure runtime error.
+pub fn check_request_size(request: &RunRequest) -> Result<(), String> {
+    let size = request_json(request).len();
+    if size <= MAX_REQUEST_JSON_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "the query is too large to run as a Kubernetes Job: its request is {size} bytes, and the runner receives it \
+         in the {REQUEST_ENV} environment variable, which Linux limits to 128 KiB ({MAX_REQUEST_JSON_BYTES} bytes); \
+         shorten the query (the SQL is {} bytes)",
+        request.sql.len()
+    ))
 }
 
 /// The container's memory limit: K8S_MEMORY_LIMIT, or the wasm cap plus overhead.
@@ -62,7 +153,7 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
         ("app.kubernetes.io/name".to_string(), RUNNER_NAME.to_string()),
         ("app.kubernetes.io/component".to_string(), "query-run".to_string()),
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-        (RUN_ID_KEY.to_string(), label_value(run_id)),
+        (RUN_ID_KEY.to_string(), run_label(run_id)),
     ]);
     let annotations = BTreeMap::from([
         (RUN_ID_KEY.to_string(), run_id.to_string()),
@@ -75,7 +166,7 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
         ("cpu".to_string(), Quantity(k8s.k8s_cpu_limit.clone())),
         ("memory".to_string(), Quantity(memory_limit(config))),
     ]);
-    let request_json = serde_json::to_string(request).expect("a RunRequest always serializes");
+    let request_json = request_json(request);
 
     let (volumes, mounts) = match &k8s.k8s_datasets_pvc {
         Some(claim) => (
@@ -103,7 +194,7 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
         image_pull_policy: Some(k8s.k8s_image_pull_policy.clone()),
         command: Some(vec![RUNNER_COMMAND.into(), "exec".into()]),
         env: Some(vec![
-            EnvVar { name: "RUNNER_REQUEST_JSON".into(), value: Some(request_json), ..EnvVar::default() },
+            EnvVar { name: REQUEST_ENV.into(), value: Some(request_json), ..EnvVar::default() },
             EnvVar { name: "RUNNER_DATA_DIR".into(), value: Some(protocol::DATA_MOUNT.into()), ..EnvVar::default() },
         ]),
         resources: Some(ResourceRequirements {
@@ -172,13 +263,6 @@ fn runtime_default() -> SeccompProfile {
     SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
 }
 
-/// A label value: at most 63 of `[A-Za-z0-9._-]`, starting and ending alphanumeric.
-fn label_value(text: &str) -> String {
-    let cleaned: String =
-        text.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).take(63).collect();
-    cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,9 +273,92 @@ mod tests {
 
     #[test]
     fn job_names_are_dns_labels_derived_from_the_run_id() {
-        let name = job_name("3F2B8C1A-1111-4222-8333-444455556666");
+        let name = job_name("3f2b8c1a-1111-4222-8333-444455556666");
         assert_eq!(name, "csv-analyst-run-3f2b8c1a111142228333444455556666");
-        assert!(name.len() <= 63);
+        assert_eq!(job_name("render-test"), "csv-analyst-run-rendertest");
+        // Anything beyond lower-case letters, digits and dashes: a readable prefix and a hash.
+        let upper = job_name("3F2B8C1A-1111-4222-8333-444455556666");
+        assert_eq!(upper, "csv-analyst-run-3f2b8c1a111142228333-99159fa267ac");
+        assert_ne!(upper, name, "ids that differ get different Jobs");
+    }
+
+    /// Odd run ids of every kind: the Job name is always a DNS-1123 label of at most
+    /// 63 characters, the label value always a valid label value, both stable, and
+    /// distinct ids get distinct names and labels.
+    #[test]
+    fn any_run_id_gives_a_valid_distinct_job_name_and_label() {
+        let mut ids: Vec<String> = vec![
+            String::new(),
+            "-".into(),
+            "---".into(),
+            ".".into(),
+            "_a_".into(),
+            "A".into(),
+            "a".into(),
+            "a-b".into(),
+            "a.b".into(),
+            "a_b".into(),
+            "a b".into(),
+            "Ünïcödé-run".into(),
+            "日本語".into(),
+            "run/../../etc".into(),
+            "x".repeat(32),
+            "x".repeat(33),
+            "x".repeat(300),
+            "-leading-and-trailing-".into(),
+            "UPPER-case-ID".into(),
+            "tab\tand\nnewline".into(),
+            "emoji-🦀-run".into(),
+            uuid::Uuid::new_v4().to_string(),
+        ];
+        // A cheap generator of more: every mix of a few awkward pieces.
+        let pieces = ["", "a", "Z", "9", "-", ".", "_", " ", "é", "ab-cd", "x".repeat(40).leak()];
+        for first in pieces {
+            for second in pieces {
+                for third in pieces {
+                    ids.push(format!("{first}{second}{third}"));
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        let mut names = std::collections::HashMap::new();
+        let mut labels = std::collections::HashMap::new();
+        for id in &ids {
+            let name = job_name(id);
+            assert!(is_dns_label(&name) && name.len() <= MAX_JOB_NAME, "{id:?} → Job name {name:?}");
+            assert_eq!(job_name(id), name, "stable");
+            let label = run_label(id);
+            assert!(is_label_value(&label), "{id:?} → label {label:?}");
+            assert_eq!(run_label(id), label, "stable");
+            if let Some(other) = names.insert(name.clone(), id) {
+                // Only ids that differ in dashes alone may share a name (a UUID's are dropped).
+                assert_eq!(other.replace('-', ""), id.replace('-', ""), "{other:?} and {id:?} share {name}");
+            }
+            if let Some(other) = labels.insert(label.clone(), id) {
+                panic!("{other:?} and {id:?} share the label {label}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_size_limit_is_the_kernels_for_one_environment_string() {
+        // "RUNNER_REQUEST_JSON=" + value + NUL must fit in 128 KiB (MAX_ARG_STRLEN).
+        assert_eq!(REQUEST_ENV.len() + 1 + MAX_REQUEST_JSON_BYTES + 1, 131_072);
+        let mut request = RunRequest::new("support", vec![], "SELECT 1");
+        let overhead = request_json(&request).len() - "SELECT 1".len();
+        request.sql = format!("SELECT '{}'", "x".repeat(MAX_REQUEST_JSON_BYTES - overhead - "SELECT ''".len()));
+        assert_eq!(request_json(&request).len(), MAX_REQUEST_JSON_BYTES);
+        assert_eq!(check_request_size(&request), Ok(()));
+        request.sql.push(' ');
+        let message = check_request_size(&request).unwrap_err();
+        assert!(
+            message.starts_with(&format!(
+                "the query is too large to run as a Kubernetes Job: its request is {} bytes",
+                MAX_REQUEST_JSON_BYTES + 1
+            )) && message.contains("RUNNER_REQUEST_JSON environment variable, which Linux limits to 128 KiB"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -220,6 +387,8 @@ mod tests {
         let labels = job.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["app.kubernetes.io/name"], RUNNER_NAME);
         assert_eq!(labels[RUN_ID_KEY], "run-1");
+        let pod_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(pod_labels[RUN_ID_KEY], run_label("run-1"), "the pods carry the label the provider selects");
         assert_eq!(job.metadata.annotations.as_ref().unwrap()[RUN_ID_KEY], "run-1");
         assert!(pod.volumes.is_none(), "the image's own /data by default");
     }

@@ -1,0 +1,163 @@
+//! Handlers of `/chat`, `/chat/stream`, `/chat/turns/{id}` and `/threads`.
+//!
+//! Both chat endpoints validate first (so a 400/404/409/503 is an HTTP error, not a
+//! stream) and then run the turn in a task of its own. `/chat` awaits it: a client
+//! that hangs up does not stop the turn from finishing and being recorded.
+//! `/chat/stream` forwards the turn's progress as server-sent events and cancels the
+//! turn when its client disconnects (the model request is dropped with it).
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{ApiError, ApiJson, ListParams, SSE_KEEP_ALIVE};
+use crate::chat::{self, ChatRequest, ChatResponse, Progress, ProgressSink};
+use crate::error::Error;
+use crate::state::AppState;
+
+/// Threads listed when no limit is given, and at most.
+const DEFAULT_THREADS: usize = 20;
+const MAX_THREADS: usize = 200;
+
+pub async fn chat(State(state): State<AppState>, ApiJson(request): ApiJson<ChatRequest>) -> Result<Response, ApiError> {
+    let prepared = chat::prepare(&state, request).await?;
+    let owned = state.clone();
+    let task = tokio::spawn(async move { chat::run(&owned, prepared, "chat", ProgressSink::default()).await });
+    let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
+    Ok(Json(response).into_response())
+}
+
+/// One server-sent event of a turn.
+enum Streamed {
+    Progress(Progress),
+    Result(Box<ChatResponse>),
+    Error { error_type: String, message: String },
+    Done { turn_id: String },
+}
+
+pub async fn chat_stream(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let prepared = chat::prepare(&state, request).await?;
+    let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
+    let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
+    let turn = prepared.turn.clone();
+    let mode = prepared.mode;
+    let owned = state.clone();
+    tokio::spawn(async move {
+        let turn_id = turn.turn_id.clone();
+        let work = chat::run(&owned, prepared, "chat_stream", ProgressSink::new(progress));
+        tokio::pin!(work);
+        let outcome = loop {
+            tokio::select! {
+                response = &mut work => break Some(response),
+                Some(p) = progress_receiver.recv() => {
+                    let _ = events.send(Streamed::Progress(p));
+                }
+                () = events.closed() => break None,
+            }
+        };
+        match outcome {
+            Some(response) => {
+                // Progress sent just before the end goes out first.
+                while let Ok(p) = progress_receiver.try_recv() {
+                    let _ = events.send(Streamed::Progress(p));
+                }
+                if let Some(error) = &response.error
+                    && response.run_id.is_none()
+                {
+                    let _ = events.send(Streamed::Error {
+                        error_type: error.error_type.clone(),
+                        message: error.message.clone(),
+                    });
+                }
+                let _ = events.send(Streamed::Result(Box::new(response)));
+                let _ = events.send(Streamed::Done { turn_id });
+            }
+            None => {
+                // The client went away: `work` (and with it the model request) is
+                // dropped here; runs already started finish on their own.
+                drop(work);
+                tracing::info!(turn_id = %turn_id, "chat stream client disconnected; turn cancelled");
+                chat::record_cancelled(&owned, turn, mode, "chat_stream").await;
+            }
+        }
+    });
+    let sse = Sse::new(event_stream(receiver)).keep_alive(KeepAlive::new().interval(SSE_KEEP_ALIVE));
+    let mut response = sse.into_response();
+    let headers = response.headers_mut();
+    headers.insert("cache-control", "no-cache".parse().expect("a valid header"));
+    headers.insert("x-accel-buffering", "no".parse().expect("a valid header"));
+    Ok(response)
+}
+
+fn event_stream(mut receiver: mpsc::UnboundedReceiver<Streamed>) -> impl Stream<Item = Result<Event, Infallible>> {
+    async_stream::stream! {
+        let mut id: u64 = 0;
+        while let Some(streamed) = receiver.recv().await {
+            id += 1;
+            let last = matches!(streamed, Streamed::Done { .. });
+            let (name, data) = match streamed {
+                Streamed::Progress(Progress::Status { stage }) => ("status", json!({ "stage": stage })),
+                Streamed::Progress(Progress::Token { content }) => ("token", json!({ "content": content })),
+                Streamed::Progress(Progress::ToolCall { name, input }) => ("tool_call", json!({ "name": name, "input": input })),
+                Streamed::Progress(Progress::ToolResult { run_id, status, row_count, error }) => (
+                    "tool_result",
+                    json!({ "run_id": run_id, "status": status, "row_count": row_count, "error": error }),
+                ),
+                Streamed::Result(response) => ("result", serde_json::to_value(*response).unwrap_or(Value::Null)),
+                Streamed::Error { error_type, message } => ("error", json!({ "type": error_type, "message": message })),
+                Streamed::Done { turn_id } => ("done", json!({ "turn_id": turn_id })),
+            };
+            yield Ok(Event::default().id(id.to_string()).event(name).data(data.to_string()));
+            if last {
+                break;
+            }
+        }
+    }
+}
+
+pub async fn get_turn(State(state): State<AppState>, Path(turn_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(chat::turn_view(&state, &turn_id).await?))
+}
+
+pub async fn list_threads(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(DEFAULT_THREADS);
+    if limit == 0 || limit > MAX_THREADS {
+        return Err(Error::invalid(format!("limit must be between 1 and {MAX_THREADS}")).into());
+    }
+    let threads = state.store().threads(limit).await.map_err(Error::from)?;
+    Ok(Json(json!({ "threads": threads })))
+}
+
+pub async fn thread_messages(
+    State(state): State<AppState>,
+    Path(thread_id): Path<String>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > 500 {
+        return Err(Error::invalid("limit must be between 1 and 500").into());
+    }
+    Ok(Json(chat::messages(&state, &thread_id, limit).await?))
+}
+
+pub async fn delete_thread(State(state): State<AppState>, Path(thread_id): Path<String>) -> Result<Response, ApiError> {
+    if state.store().delete_thread(&thread_id).await.map_err(Error::from)? {
+        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Error::ThreadNotFound(thread_id).into())
+    }
+}

@@ -1,0 +1,67 @@
+//! The service's domain errors: what went wrong, in words, with no HTTP in sight.
+//!
+//! Service functions (runs, datasets, chat) return these; [`crate::api`] turns each
+//! into a status code and `{"error": {"type", "message"}}` in one place. Queries that
+//! run and fail are not errors here: they are runs, with a status and an error type.
+
+/// Why a request could not be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed: a missing field, a bad limit, an empty message.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no dataset {id:?}; datasets: {}", known.join(", "))]
+    UnknownDataset { id: String, known: Vec<String> },
+    #[error("no run {0:?}")]
+    RunNotFound(String),
+    #[error("no thread {0:?}")]
+    ThreadNotFound(String),
+    #[error("no chat turn {0:?}")]
+    TurnNotFound(String),
+    /// A thread is bound to the dataset it started with.
+    #[error("thread {thread_id:?} is about dataset {thread_dataset:?}, not {requested:?}; start a new thread")]
+    ThreadDatasetConflict { thread_id: String, thread_dataset: String, requested: String },
+    /// Every run slot is busy.
+    #[error("{0}")]
+    CapacityExceeded(String),
+    /// The sandbox cannot start runs yet (module loading) or at all.
+    #[error("{0}")]
+    SandboxNotReady(String),
+    #[error("the run store is unavailable: {0}")]
+    StoreUnavailable(String),
+    /// `/chat` without a model.
+    #[error("{0}")]
+    LlmNotConfigured(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The `type` the error carries on the wire.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "INVALID_REQUEST",
+            Error::UnknownDataset { .. } => "UNKNOWN_DATASET",
+            Error::RunNotFound(_) => "RUN_NOT_FOUND",
+            Error::ThreadNotFound(_) => "THREAD_NOT_FOUND",
+            Error::TurnNotFound(_) => "TURN_NOT_FOUND",
+            Error::ThreadDatasetConflict { .. } => "THREAD_DATASET_CONFLICT",
+            Error::CapacityExceeded(_) => "CAPACITY_EXCEEDED",
+            Error::SandboxNotReady(_) => "SANDBOX_NOT_READY",
+            Error::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            Error::LlmNotConfigured(_) => "LLM_NOT_CONFIGURED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidRequest(message.into())
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "run store failure");
+        Error::StoreUnavailable(e.to_string())
+    }
+}
