@@ -98,6 +98,21 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// Open connections at most; more are closed as they are accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, global = true)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers (and that an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10.0, global = true)]
+    pub http_header_timeout_seconds: f64,
+
+    /// Runs one client (its `x-client-id` header, else its address) may have
+    /// waiting or running at once; more get 429. Default: three quarters of the
+    /// run slots (at least 1), so one client cannot take them all once there are four.
+    #[arg(long, env = "MAX_RUNS_PER_CLIENT", global = true)]
+    pub max_runs_per_client: Option<usize>,
+
     /// Runs the store keeps at most; older ones are pruned in the background.
     #[arg(long, env = "RUN_RETENTION_MAX", default_value_t = 100_000, global = true)]
     pub run_retention_max: u64,
@@ -277,6 +292,12 @@ impl Config {
         }
     }
 
+    /// Runs one client may have waiting or running at once.
+    pub fn runs_per_client(&self) -> usize {
+        let slots = self.concurrency();
+        self.max_runs_per_client.unwrap_or((slots - slots / 4).max(1))
+    }
+
     /// Checks the settings that clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.run_timeout_seconds > 0.0 && self.run_timeout_seconds <= 900.0) {
@@ -296,6 +317,15 @@ impl Config {
         }
         if self.k8s.k8s_job_ttl_seconds < 0 {
             return Err("K8S_JOB_TTL_SECONDS must not be negative".into());
+        }
+        if self.max_connections == 0 {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if !(self.http_header_timeout_seconds > 0.0 && self.http_header_timeout_seconds <= 600.0) {
+            return Err("HTTP_HEADER_TIMEOUT_SECONDS must be greater than 0 and at most 600".into());
+        }
+        if self.max_runs_per_client == Some(0) {
+            return Err("MAX_RUNS_PER_CLIENT must be at least 1".into());
         }
         if self.run_retention_max == 0 {
             return Err("RUN_RETENTION_MAX must be at least 1".into());

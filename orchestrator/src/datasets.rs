@@ -115,6 +115,7 @@ pub async fn schema(state: &AppState, dataset_id: &str) -> Result<Arc<SchemaView
 
 async fn compute_schema(state: &AppState, dataset: &Dataset) -> Result<Arc<SchemaView>, Error> {
     state.provider().accepting().map_err(Error::SandboxNotReady)?;
+    state.metrics().schema_computations.inc();
     let mut tables = Vec::new();
     for file in &dataset.files {
         tables.push(table_schema(state, dataset, file).await?);

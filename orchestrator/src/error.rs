@@ -24,6 +24,9 @@ pub enum Error {
     /// Every run slot is busy.
     #[error("{0}")]
     CapacityExceeded(String),
+    /// One client has as many runs waiting or running as MAX_RUNS_PER_CLIENT allows.
+    #[error("{0}")]
+    ClientLimit(String),
     /// The sandbox cannot start runs yet (module loading) or at all.
     #[error("{0}")]
     SandboxNotReady(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::TurnNotFound(_) => "TURN_NOT_FOUND",
             Error::ThreadDatasetConflict { .. } => "THREAD_DATASET_CONFLICT",
             Error::CapacityExceeded(_) => "CAPACITY_EXCEEDED",
+            Error::ClientLimit(_) => "CLIENT_LIMIT",
             Error::SandboxNotReady(_) => "SANDBOX_NOT_READY",
             Error::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Error::LlmNotConfigured(_) => "LLM_NOT_CONFIGURED",

@@ -10,6 +10,7 @@
 //!   methods and routes only; `other` for the rest, so a client cannot create series).
 //! - `csv_analyst_k8s_job_create_errors_total`, `csv_analyst_k8s_pod_start_seconds`.
 //! - `csv_analyst_module_load_seconds`: how long the sandbox module took to load.
+//! - `csv_analyst_schema_computations_total`: dataset schemas computed in the sandbox.
 //! - `csv_analyst_store_runs`, `csv_analyst_store_bytes`: the run store's size.
 //! - `csv_analyst_chat_turns_total{endpoint,status}`, `csv_analyst_llm_requests_total{provider,outcome}`,
 //!   `csv_analyst_llm_request_duration_seconds{provider}`, `csv_analyst_llm_tokens_total{direction}`.
@@ -75,6 +76,7 @@ pub struct Metrics {
     pub k8s_job_create_errors: Counter,
     pub k8s_pod_start: Histogram,
     pub module_load: Gauge<f64, AtomicU64>,
+    pub schema_computations: Counter,
     pub store_runs: Gauge<i64, AtomicI64>,
     pub store_bytes: Gauge<i64, AtomicI64>,
     pub chat_turns: Family<TurnLabels, Counter>,
@@ -111,6 +113,12 @@ impl Default for Metrics {
         registry.register("k8s_pod_start_seconds", "Time from Job creation to a running runner pod", k8s_pod_start.clone());
         let module_load = Gauge::<f64, AtomicU64>::default();
         registry.register("module_load_seconds", "How long the sandbox module took to load", module_load.clone());
+        let schema_computations = Counter::default();
+        registry.register(
+            "schema_computations",
+            "Dataset schemas computed in the sandbox (once per dataset, however many ask)",
+            schema_computations.clone(),
+        );
         let store_runs = Gauge::<i64, AtomicI64>::default();
         registry.register("store_runs", "Runs kept in the run store", store_runs.clone());
         let store_bytes = Gauge::<i64, AtomicI64>::default();
@@ -139,6 +147,7 @@ impl Default for Metrics {
             k8s_job_create_errors,
             k8s_pod_start,
             module_load,
+            schema_computations,
             store_runs,
             store_bytes,
             chat_turns,

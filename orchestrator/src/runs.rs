@@ -358,11 +358,13 @@ impl Limits {
     }
 }
 
-/// Who asked for a run, for its record and its span.
+/// Who asked for a run, for its record, its span and per-client fairness.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub request_id: Option<String>,
     pub turn_id: Option<String>,
+    /// The client's `x-client-id`, else its address; `None` for the service's own queries.
+    pub client: Option<String>,
 }
 
 /// Accepts, checks, runs and records one query; returns the finished run.
@@ -382,6 +384,7 @@ pub async fn execute(
     origin: Origin,
 ) -> Result<Run, Error> {
     let accepted = Instant::now();
+    let origin_client = origin.client;
     let dataset = state.catalog().dataset(dataset_id).ok_or_else(|| state.catalog().unknown_dataset(dataset_id))?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!(
@@ -449,6 +452,7 @@ pub async fn execute(
     run.tables = approved.tables;
 
     state.provider().accepting().map_err(Error::SandboxNotReady)?;
+    let ticket = origin_client.as_deref().map(|client| state.admit(client)).transpose()?;
     let permit = state.acquire_slot().await?;
     run.timings.queued_ms = Some(ms(accepted.elapsed()));
     state.metrics().queue_wait.observe(accepted.elapsed().as_secs_f64());
@@ -461,6 +465,7 @@ pub async fn execute(
     // future is dropped (a client that hangs up).
     let task = tokio::spawn(
         async move {
+            let _ticket = ticket;
             let metrics = owned.metrics();
             metrics.in_flight.inc();
             let started = Instant::now();

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use runner_host::{ModuleSource, SandboxOptions, module};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api;
 use crate::catalog::Catalog;
@@ -16,6 +20,11 @@ use crate::llm::LlmClient;
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
 use crate::state::AppState;
 use crate::store::Store;
+
+/// The peer address of a connection, for per-client fairness when a request has no
+/// `x-client-id`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// How often the run store is pruned and measured.
 const STORE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -78,6 +87,11 @@ async fn maintain_store(state: AppState) {
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests
 /// (and so in-flight runs and chat turns) finish for up to SHUTDOWN_GRACE_SECONDS;
 /// runs still going then are recorded `interrupted`.
+///
+/// Connections are served here rather than by `axum::serve` so that they are
+/// bounded: at most MAX_CONNECTIONS at once (more are closed at accept), and a
+/// client must send a request's headers within HTTP_HEADER_TIMEOUT_SECONDS (also
+/// the limit on an idle keep-alive connection).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -91,30 +105,53 @@ pub async fn serve(
         store = %state.store().path().display(),
         "serving"
     );
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = signalled.send(());
-    });
-    let grace = Duration::from_secs(state.config().shutdown_grace_seconds);
-    let grace_over = async move {
-        if on_signal.await.is_err() {
-            // The server ended without a signal.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = server => served.context("the HTTP server failed")?,
-        () = grace_over => {
-            let message = format!(
-                "the orchestrator shut down and the run did not finish within SHUTDOWN_GRACE_SECONDS={}",
-                grace.as_secs()
-            );
-            match state.store().interrupt_running(&message).await {
-                Ok(n) => tracing::warn!(runs = n, "shutdown grace over: runs still in flight recorded as interrupted"),
-                Err(e) => tracing::error!(error = %e, "cannot record the interrupted runs"),
+    let router = api::router(state.clone());
+    let config = state.config();
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let header_timeout = Duration::from_secs_f64(config.http_header_timeout_seconds);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before accept:
+                    // pause briefly rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = config.max_connections, "connection refused: MAX_CONNECTIONS reached");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(ClientAddr(peer))));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        let message = format!(
+            "the orchestrator shut down and the run did not finish within SHUTDOWN_GRACE_SECONDS={}",
+            grace.as_secs()
+        );
+        match state.store().interrupt_running(&message).await {
+            Ok(n) => tracing::warn!(runs = n, "shutdown grace over: runs still in flight recorded as interrupted"),
+            Err(e) => tracing::error!(error = %e, "cannot record the interrupted runs"),
         }
     }
     tracing::info!("stopped");

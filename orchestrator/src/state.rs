@@ -40,6 +40,26 @@ struct Inner {
     slots: Arc<Semaphore>,
     metrics: Metrics,
     schemas: Mutex<HashMap<String, SchemaCell>>,
+    /// Runs waiting or running, per client.
+    clients: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A client's place among the runs in flight; given back on drop.
+pub struct ClientTicket {
+    clients: Arc<Mutex<HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for ClientTicket {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = clients.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                clients.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -61,6 +81,7 @@ impl AppState {
                 slots,
                 metrics: Metrics::default(),
                 schemas: Mutex::new(HashMap::new()),
+                clients: Arc::default(),
             }),
         }
     }
@@ -104,6 +125,22 @@ impl AppState {
                 )))
             }
         }
+    }
+
+    /// Admits one more run of `client`, within MAX_RUNS_PER_CLIENT, so that a noisy
+    /// client is refused before a quiet one waits.
+    pub fn admit(&self, client: &str) -> Result<ClientTicket, Error> {
+        let limit = self.inner.config.runs_per_client();
+        let mut clients = self.inner.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let count = clients.entry(client.to_string()).or_insert(0);
+        if *count >= limit {
+            self.inner.metrics.capacity_rejections.inc();
+            return Err(Error::ClientLimit(format!(
+                "this client already has {count} runs waiting or running (MAX_RUNS_PER_CLIENT={limit}); retry when one ends"
+            )));
+        }
+        *count += 1;
+        Ok(ClientTicket { clients: self.inner.clients.clone(), client: client.to_string() })
     }
 
     /// A request for `sql` over `dataset` with the service's limits, tightened to `limits`.

@@ -8,15 +8,17 @@
 
 use std::convert::Infallible;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{ApiError, ApiJson, ListParams, SSE_KEEP_ALIVE};
+use super::{ApiError, ApiJson, ApiPath, ListParams, SSE_KEEP_ALIVE, client_key};
+use crate::server::ClientAddr;
 use crate::chat::{self, ChatRequest, ChatResponse, Progress, ProgressSink};
 use crate::error::Error;
 use crate::state::AppState;
@@ -25,8 +27,14 @@ use crate::state::AppState;
 const DEFAULT_THREADS: usize = 20;
 const MAX_THREADS: usize = 200;
 
-pub async fn chat(State(state): State<AppState>, ApiJson(request): ApiJson<ChatRequest>) -> Result<Response, ApiError> {
-    let prepared = chat::prepare(&state, request).await?;
+pub async fn chat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    addr: Option<Extension<ClientAddr>>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let mut prepared = chat::prepare(&state, request).await?;
+    prepared.client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
     let owned = state.clone();
     let task = tokio::spawn(async move { chat::run(&owned, prepared, "chat", ProgressSink::default()).await });
     let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
@@ -43,9 +51,12 @@ enum Streamed {
 
 pub async fn chat_stream(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    addr: Option<Extension<ClientAddr>>,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let prepared = chat::prepare(&state, request).await?;
+    let mut prepared = chat::prepare(&state, request).await?;
+    prepared.client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
     let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
     let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
     let turn = prepared.turn.clone();
@@ -124,7 +135,7 @@ fn event_stream(mut receiver: mpsc::UnboundedReceiver<Streamed>) -> impl Stream<
     }
 }
 
-pub async fn get_turn(State(state): State<AppState>, Path(turn_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_turn(State(state): State<AppState>, ApiPath(turn_id): ApiPath<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(chat::turn_view(&state, &turn_id).await?))
 }
 
@@ -143,7 +154,7 @@ pub async fn list_threads(
 
 pub async fn thread_messages(
     State(state): State<AppState>,
-    Path(thread_id): Path<String>,
+    ApiPath(thread_id): ApiPath<String>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params?;
@@ -154,7 +165,7 @@ pub async fn thread_messages(
     Ok(Json(chat::messages(&state, &thread_id, limit).await?))
 }
 
-pub async fn delete_thread(State(state): State<AppState>, Path(thread_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete_thread(State(state): State<AppState>, ApiPath(thread_id): ApiPath<String>) -> Result<Response, ApiError> {
     if state.store().delete_thread(&thread_id).await.map_err(Error::from)? {
         Ok(axum::http::StatusCode::NO_CONTENT.into_response())
     } else {

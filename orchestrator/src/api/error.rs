@@ -66,6 +66,7 @@ impl From<Error> for ApiError {
             | Error::ThreadNotFound(_)
             | Error::TurnNotFound(_) => StatusCode::NOT_FOUND,
             Error::ThreadDatasetConflict { .. } => StatusCode::CONFLICT,
+            Error::ClientLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::CapacityExceeded(_)
             | Error::SandboxNotReady(_)
             | Error::StoreUnavailable(_)
@@ -73,7 +74,7 @@ impl From<Error> for ApiError {
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &error {
-            Error::CapacityExceeded(_) => Some(1),
+            Error::CapacityExceeded(_) | Error::ClientLimit(_) => Some(1),
             Error::SandboxNotReady(_) | Error::StoreUnavailable(_) => Some(5),
             _ => None,
         };

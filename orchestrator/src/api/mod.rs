@@ -10,12 +10,12 @@ pub mod error;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ use self::error::kind;
 use crate::datasets;
 use crate::llm::LlmClient;
 use crate::runs::{self, Origin, RunSubmission};
+use crate::server::ClientAddr;
 use crate::state::AppState;
 
 /// Request ids longer than this are replaced by a fresh one, not echoed.
@@ -84,6 +85,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// `axum::extract::Path`, with its rejections (an invalid UTF-8 segment, say)
+/// answered as JSON [`ApiError`]s like every other error.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::bad_request(format!("invalid path: {}", rejection.body_text())))
+    }
+}
+
 /// The request id the request-id layer set (the client's, or a fresh one).
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
@@ -102,12 +118,27 @@ async fn drop_oversized_request_id(mut request: Request, next: Next) -> Response
     next.run(request).await
 }
 
+/// Who a request is from, for MAX_RUNS_PER_CLIENT: its `x-client-id` (visible ASCII,
+/// at most 100 characters), else its address.
+pub fn client_key(headers: &HeaderMap, addr: Option<&ClientAddr>) -> Option<String> {
+    let id = headers.get("x-client-id").and_then(|v| v.to_str().ok()).filter(|id| {
+        !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic())
+    });
+    match (id, addr) {
+        (Some(id), _) => Some(format!("id:{id}")),
+        (None, Some(ClientAddr(peer))) => Some(format!("ip:{}", peer.ip())),
+        (None, None) => None,
+    }
+}
+
 async fn create_run(
     State(state): State<AppState>,
     headers: HeaderMap,
+    addr: Option<Extension<ClientAddr>>,
     ApiJson(submission): ApiJson<RunSubmission>,
 ) -> Result<Response, ApiError> {
-    let origin = Origin { request_id: request_id(&headers), turn_id: None };
+    let client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
+    let origin = Origin { request_id: request_id(&headers), turn_id: None, client };
     let run = runs::submit(&state, submission, origin).await?;
     Ok(Json(run).into_response())
 }
@@ -127,16 +158,16 @@ async fn list_runs(
     Ok(Json(json!({ "runs": summaries })))
 }
 
-async fn get_run(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_run(State(state): State<AppState>, ApiPath(run_id): ApiPath<String>) -> Result<Response, ApiError> {
     Ok(Json(runs::get(&state, &run_id).await?).into_response())
 }
 
-async fn get_run_status(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_run_status(State(state): State<AppState>, ApiPath(run_id): ApiPath<String>) -> Result<Json<Value>, ApiError> {
     let run = runs::get(&state, &run_id).await?;
     Ok(Json(json!({ "run_id": run.run_id, "status": run.status })))
 }
 
-async fn get_run_csv(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_run_csv(State(state): State<AppState>, ApiPath(run_id): ApiPath<String>) -> Result<Response, ApiError> {
     let run = runs::get(&state, &run_id).await?;
     let csv = runs::result_csv(&run)?;
     let disposition = format!("attachment; filename=\"run-{}.csv\"", run.run_id.replace(['"', '\\'], ""));
@@ -153,7 +184,7 @@ async fn list_datasets(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "datasets": datasets::list(&state) }))
 }
 
-async fn get_schema(State(state): State<AppState>, Path(dataset_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_schema(State(state): State<AppState>, ApiPath(dataset_id): ApiPath<String>) -> Result<Response, ApiError> {
     let view = datasets::schema(&state, &dataset_id).await?;
     Ok(Json(view.as_ref()).into_response())
 }

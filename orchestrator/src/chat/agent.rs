@@ -26,9 +26,9 @@ use crate::store::{Thread, Turn};
 const MAX_REPLY_TOKENS: u32 = 1024;
 
 /// Answers a question in words.
-pub async fn answer(state: &AppState, thread: &Thread, turn: &Turn, sink: &ProgressSink) -> Outcome {
+pub async fn answer(state: &AppState, thread: &Thread, turn: &Turn, origin: Origin, sink: &ProgressSink) -> Outcome {
     let timeout = Duration::from_secs_f64(state.config().chat.chat_turn_timeout_seconds);
-    let mut agent = match Agent::new(state, thread, turn, sink).await {
+    let mut agent = match Agent::new(state, thread, turn, origin, sink).await {
         Ok(agent) => agent,
         Err(outcome) => return *outcome,
     };
@@ -49,7 +49,7 @@ pub async fn answer(state: &AppState, thread: &Thread, turn: &Turn, sink: &Progr
 struct Agent<'a> {
     state: &'a AppState,
     thread: &'a Thread,
-    turn_id: String,
+    origin: Origin,
     sink: &'a ProgressSink,
     request: ModelRequest,
     exposure: DataExposure,
@@ -65,6 +65,7 @@ impl<'a> Agent<'a> {
         state: &'a AppState,
         thread: &'a Thread,
         turn: &Turn,
+        origin: Origin,
         sink: &'a ProgressSink,
     ) -> Result<Agent<'a>, Box<Outcome>> {
         sink.send(Progress::Status { stage: "preparing" });
@@ -104,7 +105,7 @@ impl<'a> Agent<'a> {
         Ok(Agent {
             state,
             thread,
-            turn_id: turn.turn_id.clone(),
+            origin,
             sink,
             request: ModelRequest {
                 system: context::system_prompt(&dataset.id, chat.llm_data_exposure, chat.llm_max_sql_attempts),
@@ -252,8 +253,7 @@ impl<'a> Agent<'a> {
 
     async fn execute(&self, query: Query) -> Result<Run, crate::error::Error> {
         let limits = Limits::new(self.state, None, None)?;
-        let origin = Origin { request_id: None, turn_id: Some(self.turn_id.clone()) };
-        runs::execute(self.state, &self.thread.dataset_id, query, limits, origin).await
+        runs::execute(self.state, &self.thread.dataset_id, query, limits, self.origin.clone()).await
     }
 
     /// What the model is told about a run.

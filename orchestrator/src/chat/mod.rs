@@ -148,6 +148,8 @@ pub struct PreparedTurn {
     pub mode: QueryMode,
     /// The message without its `SQL:` / `PLAN:` prefix.
     pub body: String,
+    /// Who asked, for MAX_RUNS_PER_CLIENT (set by the HTTP layer).
+    pub client: Option<String>,
 }
 
 /// Validates a chat request and records its turn. Every refusal here (400, 404,
@@ -210,7 +212,7 @@ pub async fn prepare(state: &AppState, request: ChatRequest) -> Result<PreparedT
         finished_at: None,
     };
     state.store().insert_turn(&turn).await?;
-    Ok(PreparedTurn { turn, thread, mode, body })
+    Ok(PreparedTurn { turn, thread, mode, body, client: None })
 }
 
 /// `SQL: …` and `PLAN: …` (any case, leading blanks allowed) skip the model.
@@ -238,15 +240,15 @@ pub struct Outcome {
 
 /// Runs a prepared turn to its end and records it.
 pub async fn run(state: &AppState, prepared: PreparedTurn, endpoint: &'static str, sink: ProgressSink) -> ChatResponse {
-    let PreparedTurn { turn, thread, mode, body } = prepared;
-    let turn_id = turn.turn_id.clone();
+    let PreparedTurn { turn, thread, mode, body, client } = prepared;
+    let origin = Origin { request_id: None, turn_id: Some(turn.turn_id.clone()), client };
     let outcome = match mode {
-        QueryMode::Sql => direct(state, &thread, &turn_id, Query::Sql(body), &sink).await,
+        QueryMode::Sql => direct(state, &thread, origin, Query::Sql(body), &sink).await,
         QueryMode::Plan => match serde_json::from_str::<Value>(&body) {
-            Ok(plan) => direct(state, &thread, &turn_id, Query::Plan(plan), &sink).await,
+            Ok(plan) => direct(state, &thread, origin, Query::Plan(plan), &sink).await,
             Err(e) => Outcome::failed("INVALID_REQUEST", format!("the plan after PLAN: is not valid JSON: {e}")),
         },
-        QueryMode::Chat => agent::answer(state, &thread, &turn, &sink).await,
+        QueryMode::Chat => agent::answer(state, &thread, &turn, origin, &sink).await,
     };
     finish(state, turn, mode, outcome, endpoint).await
 }
@@ -281,13 +283,12 @@ impl Outcome {
 }
 
 /// `SQL:` and `PLAN:` turns: one run, and a templated answer.
-async fn direct(state: &AppState, thread: &Thread, turn_id: &str, query: Query, sink: &ProgressSink) -> Outcome {
+async fn direct(state: &AppState, thread: &Thread, origin: Origin, query: Query, sink: &ProgressSink) -> Outcome {
     sink.send(Progress::Status { stage: "running_query" });
     let limits = match Limits::new(state, None, None) {
         Ok(limits) => limits,
         Err(e) => return Outcome::failed(e.error_type(), e.to_string()),
     };
-    let origin = Origin { request_id: None, turn_id: Some(turn_id.to_string()) };
     match runs::execute(state, &thread.dataset_id, query, limits, origin).await {
         Ok(run) => {
             sink.send(tool_result(&run));
