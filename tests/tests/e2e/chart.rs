@@ -165,7 +165,10 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
         .iter()
         .flat_map(|rule| rule["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()))
         .collect();
-    assert_eq!(egress_ports, vec![53, 53, 443, 6443], "DNS and the API server only");
+    assert_eq!(egress_ports, vec![53, 53, 443, 6443, 443], "DNS, the API server and the LLM endpoint only");
+    let llm_rule = &app_policy["spec"]["egress"][2];
+    assert_eq!(llm_rule["to"], json!([{"ipBlock": {"cidr": "0.0.0.0/0"}}]));
+    assert_eq!(value_of("OPENAI_BASE_URL"), None, "the public API unless a base URL is set");
 
     assert!(docs.iter().all(|d| d["kind"] != "Secret"), "an existing secret is used, none created");
     let runner_account = find(&docs, "ServiceAccount", &format!("{name}-runner"));
@@ -194,8 +197,43 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         find(&docs, "Secret", "csv-analyst-csv-analyst-chat")["stringData"],
         json!({"OPENAI_API_KEY": "sk-test"})
     );
-    find(&docs, "Ingress", "csv-analyst-csv-analyst-chat");
+    let ingress = find(&docs, "Ingress", "csv-analyst-csv-analyst-chat");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"],
+        "off",
+        "server-sent events pass unbuffered"
+    );
     assert!(docs.iter().all(|d| d["kind"] != "PersistentVolumeClaim"));
+
+    // A local OpenAI-compatible server, reachable only on its own range and port.
+    let yaml = helm.template(&[
+        "--set",
+        "llm.openaiBaseUrl=http://vllm.models.svc:8000/v1",
+        "--set",
+        "networkPolicy.llm.cidrs[0]=10.20.0.0/16",
+        "--set",
+        "networkPolicy.llm.ports[0]=8000",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.annotations.team=data",
+    ]);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let deployment = find(&docs, "Deployment", "csv-analyst-csv-analyst-chat");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
+    let base = env.iter().find(|e| e["name"] == "OPENAI_BASE_URL").unwrap();
+    assert_eq!(base["value"], "http://vllm.models.svc:8000/v1");
+    let policy = find(&docs, "NetworkPolicy", "csv-analyst-csv-analyst-chat");
+    assert_eq!(
+        policy["spec"]["egress"][2],
+        json!({"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 8000, "protocol": "TCP"}]})
+    );
+    let runner_policy = find(&docs, "NetworkPolicy", "csv-analyst-csv-analyst-chat-runner-deny-all");
+    assert_eq!(runner_policy["spec"]["egress"], json!([]), "runner pods stay deny-all");
+    let annotations = &find(&docs, "Ingress", "csv-analyst-csv-analyst-chat")["metadata"]["annotations"];
+    assert_eq!(annotations["team"], "data");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "3600");
 }
 
 #[test]
