@@ -71,12 +71,15 @@ impl Catalog {
     }
 }
 
-/// The dataset's version hash from its files, as the generator writes it.
+/// The dataset's version hash from its files, as the generator writes it. Only
+/// regular files inside `dir` are read (a link to `/dev/zero` or a FIFO would be
+/// read for ever): see [`runner_host::mount::open_regular_file`].
 fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
     let mut digests = Vec::with_capacity(dataset.files.len());
     for file in &dataset.files {
         let relative = file.relative_path().map_err(std::io::Error::other)?;
-        let mut reader = std::fs::File::open(dir.join(&relative))?;
+        let mut reader = runner_host::mount::open_regular_file(dir, &relative)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.path)))?;
         let mut hasher = Sha256::new();
         std::io::copy(&mut reader, &mut hasher)?;
         digests.push(format!("{:x}", hasher.finalize()));
@@ -116,5 +119,34 @@ mod tests {
         assert_eq!(catalog.version_hash(&ds), None);
         catalog.compute_missing_hashes();
         assert!(catalog.version_hash(&ds).unwrap().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn hashing_reads_only_regular_files_inside_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real.csv"), "a\n1\n").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.csv")).unwrap();
+        std::os::unix::fs::symlink("real.csv", dir.path().join("alias.csv")).unwrap();
+        let mkfifo = std::process::Command::new("mkfifo").arg(dir.path().join("fifo.csv")).status().unwrap();
+        assert!(mkfifo.success());
+        std::fs::write(
+            dir.path().join("registry.json"),
+            r#"{"datasets":[
+                {"id":"zero","files":[{"name":"zero.csv","path":"zero.csv"}]},
+                {"id":"fifo","files":[{"name":"fifo.csv","path":"fifo.csv"}]},
+                {"id":"alias","files":[{"name":"alias.csv","path":"alias.csv"}]}]}"#,
+        )
+        .unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let started = std::time::Instant::now();
+        let zero = hash_dataset(catalog.dir(), catalog.dataset("zero").unwrap()).unwrap_err();
+        assert_eq!(zero.to_string(), "zero.csv: it resolves outside the datasets folder");
+        let fifo = hash_dataset(catalog.dir(), catalog.dataset("fifo").unwrap()).unwrap_err();
+        assert_eq!(fifo.to_string(), "fifo.csv: it is a FIFO, not a regular file");
+        assert!(hash_dataset(catalog.dir(), catalog.dataset("alias").unwrap()).is_ok(), "a link inside is fine");
+        catalog.compute_missing_hashes();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(catalog.version_hash(catalog.dataset("zero").unwrap()), None);
+        assert_eq!(catalog.version_hash(catalog.dataset("fifo").unwrap()), None);
     }
 }

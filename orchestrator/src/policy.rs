@@ -172,8 +172,7 @@ impl CheckerPool {
         work: fn(&str, &Scope) -> Result<Approved, RunError>,
     ) -> Result<Approved, RunError> {
         let deadline = Instant::now() + budget;
-        let too_complex =
-            || not_allowed(format!("the query is too complex to check within {} ms", budget.as_millis()));
+        let too_complex = || not_allowed(format!("the query is too complex to check within {} ms", budget.as_millis()));
         if !self.take_place(deadline) {
             let overrunning = self.overrunning.load(Ordering::SeqCst);
             return Err(not_allowed(format!(
@@ -185,8 +184,8 @@ impl CheckerPool {
         }
         let job = Arc::new(Job { state: Mutex::new(JobState::Running), done: Condvar::new() });
         let thread_job = job.clone();
-        let spawned = std::thread::Builder::new().name("sql-policy".into()).stack_size(CHECK_STACK_BYTES).spawn(
-            move || {
+        let spawned =
+            std::thread::Builder::new().name("sql-policy".into()).stack_size(CHECK_STACK_BYTES).spawn(move || {
                 let result = std::panic::catch_unwind(|| work(&sql, &scope))
                     .unwrap_or_else(|_| Err(refusal(ErrorType::Internal, "the SQL policy check panicked")));
                 let mut state = lock(&thread_job.state);
@@ -202,8 +201,7 @@ impl CheckerPool {
                     *state = JobState::Finished(result);
                     thread_job.done.notify_all();
                 }
-            },
-        );
+            });
         if let Err(e) = spawned {
             self.free_place();
             return Err(refusal(ErrorType::Internal, format!("cannot start the policy check: {e}")));
@@ -269,10 +267,7 @@ fn check_here(sql: &str, scope: &Scope) -> Result<Approved, RunError> {
         [] => return Err(refusal(ErrorType::SqlParseError, "the query is empty")),
         [one] => one,
         many => {
-            return Err(not_allowed(format!(
-                "exactly one statement is allowed, got {}; {ALLOWED}",
-                many.len()
-            )));
+            return Err(not_allowed(format!("exactly one statement is allowed, got {}; {ALLOWED}", many.len())));
         }
     };
 
@@ -528,9 +523,19 @@ impl Visitor for Checker<'_> {
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<RunError> {
         match factor {
             TableFactor::Table { name, args: Some(_), .. } => {
-                let function = name.to_string().to_lowercase();
-                if ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str()) {
+                // Exactly as the guest finds them: DataFusion looks table functions up
+                // by their unquoted lower-case name (`GENERATE_SERIES(…)` and
+                // `"generate_series"(…)` fail there), except `unnest`, which is syntax.
+                let function = name.to_string();
+                let runs_in_guest = ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str())
+                    || function.eq_ignore_ascii_case("unnest");
+                if runs_in_guest {
                     ControlFlow::Continue(())
+                } else if ALLOWED_TABLE_FUNCTIONS.contains(&function.to_lowercase().trim_matches('"')) {
+                    ControlFlow::Break(not_allowed(format!(
+                        "table function {name} must be written in lower case without quotes: {}",
+                        function.to_lowercase().trim_matches('"')
+                    )))
                 } else {
                     ControlFlow::Break(not_allowed(format!(
                         "table function {name} is not allowed; only {} compute rows, and the dataset's tables hold the data",
@@ -699,10 +704,8 @@ mod tests {
             shapes.push(("nested calls", format!("SELECT {}1{}", "f(".repeat(n), ")".repeat(n))));
             shapes.push(("NOT chain", format!("SELECT {}1", "NOT ".repeat(n))));
             shapes.push(("unary minus chain", format!("SELECT {}1", "- ".repeat(n))));
-            shapes.push((
-                "dotted keywords",
-                format!("SELECT * FROM t GROUP BY {}", "current_datetimestamp.".repeat(n)),
-            ));
+            shapes
+                .push(("dotted keywords", format!("SELECT * FROM t GROUP BY {}", "current_datetimestamp.".repeat(n))));
         }
         shapes
     }
@@ -714,15 +717,16 @@ mod tests {
             let outcome = check(&sql, &scope());
             let elapsed = started.elapsed();
             assert!(elapsed < CHECK_BUDGET + Duration::from_secs(1), "{family} ({} bytes): {elapsed:?}", sql.len());
-            let refusal = outcome.expect_err(&sql);
             // The parser answers them (0.64 memoizes), or the pre-check refuses them:
-            // none reaches the budget.
-            assert!(
-                matches!(refusal.error_type, ErrorType::SqlParseError | ErrorType::SqlNotAllowed)
-                    && !refusal.message.contains("too complex"),
-                "{family} ({} bytes): {refusal:?}",
-                sql.len()
-            );
+            // none reaches the budget. (A few are valid SQL: `f(f(...(1)))`, `NOT NOT 1`.)
+            if let Err(refusal) = outcome {
+                assert!(
+                    matches!(refusal.error_type, ErrorType::SqlParseError | ErrorType::SqlNotAllowed)
+                        && !refusal.message.contains("too complex"),
+                    "{family} ({} bytes): {refusal:?}",
+                    sql.len()
+                );
+            }
         }
         assert_eq!(checker_status().overrunning, 0);
     }
@@ -749,7 +753,7 @@ mod tests {
             "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM order_items) THEN -1 ELSE CASE WHEN NOT - 1 < 0 THEN 1 END END",
         );
 
-        let r = refused(&format!("SELECT {}", vec!["a"; 9].join(".")));
+        let r = refused(&format!("SELECT {}", ["a"; 9].join(".")));
         assert_eq!(r.message, "the query has a name of more than 8 parts (a.b.c...)");
         assert_eq!(allowed("SELECT a.b.c.d.e.f.g.h FROM orders").tables, vec!["orders"]);
     }

@@ -37,6 +37,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         Catalog::load(&config.datasets_dir)
             .with_context(|| format!("cannot load the datasets of DATASETS_DIR={}", config.datasets_dir.display()))?,
     );
+    // Links out of the datasets folder, FIFOs, missing files: said at start-up; runs
+    // over such a dataset fail with DATASET_ERROR (the same check runs at every mount).
+    for dataset in catalog.datasets() {
+        if let Err(e) = runner_host::mount::check_dataset(catalog.dir(), dataset) {
+            tracing::warn!(dataset = %dataset.id, error = %e, "this dataset cannot be served");
+        }
+    }
     let hashing = catalog.clone();
     tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
 
@@ -57,7 +64,25 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let state = AppState::new(config, catalog, store, provider, llm);
     tokio::spawn(maintain_store(state.clone()));
+    tokio::spawn(record_module_load(state.clone()));
     Ok(state)
+}
+
+/// Publishes the module's load time once it has loaded (local provider).
+async fn record_module_load(state: AppState) {
+    if state.provider().kind() != ProviderKind::Local {
+        return;
+    }
+    loop {
+        if let Some(took) = state.provider().module_load_time() {
+            state.metrics().module_load.set(took.as_secs_f64());
+            return;
+        }
+        if matches!(state.provider().readiness().await, Err(ref reason) if reason.contains("failed")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Retention: keeps the newest RUN_RETENTION_MAX runs and none older than

@@ -241,9 +241,9 @@ fn compile_cached(
     drop(lock);
     prune(dir, CACHE_KEEP);
     // Deserialize from the file so the code is mmapped from it, as on later starts.
-    let module = entry.load(engine).map_err(|why| {
-        format!("the artifact just written to {} does not load: {why}", entry.artifact.display())
-    })?;
+    let module = entry
+        .load(engine)
+        .map_err(|why| format!("the artifact just written to {} does not load: {why}", entry.artifact.display()))?;
     Ok((module, LoadedFrom::CacheMiss(entry.artifact)))
 }
 
@@ -298,10 +298,7 @@ impl CacheEntry {
             .map_err(|e| format!("the artifact is unusable: {e}"))?;
         let actual = format!("{:x}", hasher.finalize());
         if actual != recorded.trim() {
-            return Err(format!(
-                "its sha256 {actual} is not the {} recorded when it was compiled",
-                recorded.trim()
-            ));
+            return Err(format!("its sha256 {actual} is not the {} recorded when it was compiled", recorded.trim()));
         }
         Ok(())
     }

@@ -149,7 +149,8 @@ pub fn verify(data_dir: &Path, mut request: RunRequest) -> Result<Verified, Moun
     }
     let dir = data_dir.canonicalize().map_err(|e| MountError::Folder(io_reason(&e)))?;
     for file in &mut request.files {
-        let relative = relative_to_mount(&file.path).map_err(|why| MountError::File { path: file.path.clone(), why })?;
+        let relative =
+            relative_to_mount(&file.path).map_err(|why| MountError::File { path: file.path.clone(), why })?;
         let open_error = |e: io::Error| MountError::File { path: file.path.clone(), why: io_reason(&e) };
         let resolved = dir.join(&relative).canonicalize().map_err(open_error)?;
         let Ok(inner) = resolved.strip_prefix(&dir) else {
@@ -162,6 +163,15 @@ pub fn verify(data_dir: &Path, mut request: RunRequest) -> Result<Verified, Moun
         file.path = format!("{DATA_MOUNT}/{}", inner.display());
     }
     Ok(Verified { host_dir: dir, request })
+}
+
+/// Checks `dataset`'s folder and files under the datasets folder `root` as a run
+/// would ([`narrow`], then [`verify_mount`]), for a service to check its registry
+/// once at load.
+pub fn check_dataset(root: &Path, dataset: &Dataset) -> Result<(), MountError> {
+    let request = RunRequest::new(dataset.id.clone(), table_files(dataset), "");
+    let mount = narrow(root, request).map_err(MountError::Folder)?;
+    verify_mount(root, mount).map(|_| ())
 }
 
 /// Opens `relative` under `root` for reading, only if it resolves (links
@@ -353,5 +363,21 @@ mod tests {
         assert!(open_regular_file(&root, Path::new("ds/alias.csv")).is_ok());
         assert!(open_regular_file(&root, Path::new("ds")).is_err());
         drop(dir);
+    }
+
+    #[test]
+    fn a_registry_dataset_is_checked_as_a_run_would_check_it() {
+        let (_dir, root) = datasets();
+        let dataset = |path: &str| -> Dataset {
+            serde_json::from_value(serde_json::json!({"id": "ds", "files": [{"name": "t.csv", "path": path}]})).unwrap()
+        };
+        assert_eq!(check_dataset(&root, &dataset("ds/t.csv")), Ok(()));
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        assert_eq!(check_dataset(&root, &dataset("etc/passwd")), Err(MountError::FolderIsLink));
+        std::os::unix::fs::symlink("/dev/zero", root.join("ds/zero.csv")).unwrap();
+        assert_eq!(
+            check_dataset(&root, &dataset("ds/zero.csv")),
+            Err(MountError::FileOutside { path: "/data/zero.csv".into() })
+        );
     }
 }

@@ -64,6 +64,39 @@ fn table_format_is_a_readable_grid() {
 }
 
 #[test]
+fn table_format_escapes_terminal_control_characters() {
+    // ESC sequences (clear screen, red, set the window title, BEL), a C1 CSI and a
+    // right-to-left override, in a value and in a column name.
+    let sql = "SELECT '\u{1b}[2J\u{1b}[31mred\u{1b}]0;owned\u{7}' AS \"name\u{1b}[8m\", '\u{9b}31m\u{202e}txt' AS b";
+    let output = run(&["--dataset", "support", "--sql", sql, "--format", "table"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = stdout(&output);
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    let header = "name\\u{1b}[8m";
+    let cell = "\\u{1b}[2J\\u{1b}[31mred\\u{1b}]0;owned\\u{7}";
+    let width = cell.chars().count();
+    assert_eq!(lines[0].trim_end(), format!(" {header:<width$} | b"));
+    assert_eq!(lines[2].trim_end(), format!(" {cell} | \\u{{9b}}31m\\u{{202e}}txt"));
+
+    // An error message quoting the query is escaped on stderr too.
+    let output = run(&["--dataset", "support", "--sql", "SELECT \"\u{1b}[31m\" FROM tickets", "--format", "table"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\\u{1b}[31m") && !stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[test]
+fn an_allocation_of_2_gib_is_a_memory_limit() {
+    for sql in ["SELECT length(repeat('x', 2147483647))", "SELECT length(repeat('x', 1500000000))"] {
+        let output = run(&["--dataset", "support", "--sql", sql]);
+        assert_eq!(output.status.code(), Some(1));
+        let r = result(&output);
+        assert_eq!(r.error_type(), Some(ErrorType::MemoryLimit), "{sql}: {r:?}");
+    }
+}
+
+#[test]
 fn csv_format_has_a_header_row() {
     let output = run(&[
         "--dataset",

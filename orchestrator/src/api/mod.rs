@@ -200,6 +200,8 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<AppState>) -> Response {
     let llm = LlmClient::status(&state.config().llm);
     let provider = state.provider().kind().as_str();
+    let checkers = crate::policy::checker_status();
+    let stuck_runs = state.provider().stuck_runs();
     match state.provider().readiness().await {
         Ok(detail) => Json(json!({
             "status": "ready",
@@ -207,6 +209,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "sandbox": detail,
             "datasets": state.catalog().ids(),
             "llm": llm,
+            // Runs stopped past their deadline whose threads are still blocked in a
+            // host call: they hold no slot, but each holds its guest's memory.
+            "stuck_runs": stuck_runs,
+            // SQL checks that overran their budget and still hold a checker.
+            "policy_checkers": {"total": checkers.checkers, "busy": checkers.busy, "overrunning": checkers.overrunning},
         }))
         .into_response(),
         Err(reason) => (

@@ -64,6 +64,22 @@ impl Provider {
         }
     }
 
+    /// Runs past their deadline whose threads are still blocked (local provider).
+    pub fn stuck_runs(&self) -> usize {
+        match self {
+            Provider::Local(local) => local.stuck_runs(),
+            Provider::K8s(_) => 0,
+        }
+    }
+
+    /// How long the sandbox module took to load (local provider, once loaded).
+    pub fn module_load_time(&self) -> Option<std::time::Duration> {
+        match self {
+            Provider::Local(local) => local.load_time(),
+            Provider::K8s(_) => None,
+        }
+    }
+
     /// A cheap check before accepting a run: is the sandbox able to start one?
     pub fn accepting(&self) -> Result<(), String> {
         match self {

@@ -323,7 +323,14 @@ async fn many_parallel_runs_some_timing_out_while_healthz_stays_fast() {
         let url = server.url.clone();
         runs.push(tokio::spawn(async move {
             let body = json!({"dataset_id": "support", "sql": sql});
-            let response = client().post(format!("{url}/runs")).json(&body).send().await.unwrap();
+            // 24 clients, one run each (one client would meet MAX_RUNS_PER_CLIENT).
+            let response = client()
+                .post(format!("{url}/runs"))
+                .header("x-client-id", format!("client-{i}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
             response.json::<Value>().await.unwrap()
         }));
@@ -351,6 +358,7 @@ async fn many_parallel_runs_some_timing_out_while_healthz_stays_fast() {
 async fn a_saturated_service_answers_503_with_retry_after() {
     let server = TestServer::start(|c| {
         c.max_concurrent_runs = Some(1);
+        c.max_runs_per_client = Some(4);
         c.queue_timeout_ms = 100;
         c.run_timeout_seconds = 3.0;
     })
