@@ -559,7 +559,7 @@
       const text = table && table.columns.find((c) => columnKind(c.type) === 'text');
       example = {
         table: table ? table.name : 'table',
-        select: [{ column: text ? text.name : 'column' }, { agg: 'count', alias: 'n' }],
+        select: [{ column: text ? text.name : 'column' }, { agg: 'count', as: 'n' }],
         group_by: [text ? text.name : 'column'],
         order_by: [{ column: 'n', direction: 'desc' }],
         limit: 20,

@@ -61,7 +61,7 @@ fn embedded(body: &'static str, content_type: &'static str) -> Response {
 mod tests {
     use super::*;
 
-    fn header<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header(response: &Response, name: header::HeaderName) -> &str {
         response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 

@@ -487,6 +487,60 @@ async fn a_sql_error_and_a_policy_refusal_show_in_words_and_the_page_keeps_worki
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_runs_from_the_plan_editor_and_shows_its_compiled_sql() {
+    let server = TestServer::start(|_| {}).await;
+    let browser = Browser::open("plan", 1280, 800).await;
+    browser.open_page(&server).await;
+    browser.find("mode-plan").await.click().await.unwrap();
+    browser.client.find(Locator::Id("plan-example")).await.unwrap().click().await.unwrap();
+    let editor = browser.find("plan-editor").await;
+    browser.wait("document.getElementById('plan-editor').value !== ''", "the example plan").await;
+    let text = editor.prop("value").await.unwrap().unwrap();
+    let plan: Value = serde_json::from_str(&text).expect("the example is JSON");
+    assert_eq!(plan["table"], "tickets", "{plan}");
+
+    browser.find("run-sql").await.click().await.unwrap();
+    browser.wait("document.getElementById('result-panel').dataset.state === 'done'", "the plan's run").await;
+    let (code, api) = server.post_run(json!({"dataset_id": "support", "query_type": "plan", "plan": plan})).await;
+    assert_eq!((code, &api["status"]), (200, &json!("succeeded")), "the example plan runs: {api}");
+    let expected: Vec<Vec<Value>> = api["result"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_array().unwrap().iter().map(shown).collect())
+        .collect();
+    assert_eq!(browser.table().await, expected);
+    assert_eq!(browser.text("shown-sql").await, api["details"]["sql"].as_str().unwrap(), "the compiled SQL");
+    let shown_plan: Value = serde_json::from_str(&browser.text("shown-plan").await).unwrap();
+    assert_eq!(shown_plan, plan);
+    browser.screenshot("plan").await;
+
+    // Not JSON: said in words, nothing sent.
+    editor.clear().await.unwrap();
+    editor.send_keys(r#"{"table": "#).await.unwrap();
+    browser.find("run-sql").await.click().await.unwrap();
+    browser.wait("document.getElementById('result-panel').dataset.status === 'error'", "the JSON error").await;
+    let error = browser.text("error").await;
+    assert!(error.starts_with("The plan is not valid JSON.") && error.contains("PLAN_JSON"), "{error}");
+
+    // A field the schema does not have: refused with its path.
+    editor.clear().await.unwrap();
+    editor.send_keys(r#"{"table": "tickets", "select": [{"column": "priority"}], "colour": "red"}"#).await.unwrap();
+    let chord: String =
+        [char::from(Key::Control), char::from(Key::Enter), char::from(Key::Control)].into_iter().collect();
+    editor.send_keys(&chord).await.unwrap();
+    browser
+        .wait(
+            "(p => p.dataset.state === 'done' && p.dataset.status === 'failed')(document.getElementById('result-panel'))",
+            "the refused plan",
+        )
+        .await;
+    let error = browser.text("error").await;
+    assert!(error.contains("colour") && error.contains("INVALID_REQUEST"), "{error}");
+    browser.close().await;
+}
+
 /// A datasets folder whose names, descriptions, prompts and cells are markup.
 fn hostile_datasets() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
