@@ -60,14 +60,31 @@ pub fn generate_only(out: &Path, scale: u32, ids: &[&str]) -> anyhow::Result<Reg
 /// A column: name, SQL type, description.
 pub(crate) type Column = (&'static str, &'static str, &'static str);
 
-/// One CSV file being written: rows are counted and hashed as they go.
+/// One CSV file being written with the `csv` crate (fields that need quoting are
+/// quoted): rows are counted and the bytes hashed as they go.
 pub(crate) struct CsvFile {
     relative: String,
     path: PathBuf,
-    writer: BufWriter<File>,
-    hasher: Sha256,
+    writer: csv::Writer<Hashing<BufWriter<File>>>,
     rows: u64,
-    line: String,
+}
+
+/// A writer that hashes what it writes.
+pub(crate) struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl CsvFile {
@@ -77,48 +94,27 @@ impl CsvFile {
             fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
         let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut csv = CsvFile {
-            relative: relative.to_string(),
-            path,
-            writer: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            rows: 0,
-            line: String::new(),
-        };
-        let header: Vec<&str> = columns.iter().map(|c| c.0).collect();
-        csv.emit(&header.join(","))?;
+        let sink = Hashing { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new() };
+        let writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(sink);
+        let mut csv = CsvFile { relative: relative.to_string(), path, writer, rows: 0 };
+        csv.writer.write_record(columns.iter().map(|c| c.0))?;
         Ok(csv)
     }
 
-    /// Writes one row; fields must not need quoting (the generator's never do).
+    /// Writes one row.
     pub fn row(&mut self, fields: &[&str]) -> anyhow::Result<()> {
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        for (i, field) in fields.iter().enumerate() {
-            debug_assert!(!field.contains([',', '"', '\n']), "field needs quoting: {field}");
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(field);
-        }
-        self.emit(&line)?;
-        self.line = line;
+        self.writer.write_record(fields)?;
         self.rows += 1;
         Ok(())
     }
 
-    fn emit(&mut self, line: &str) -> anyhow::Result<()> {
-        self.writer.write_all(line.as_bytes())?;
-        self.writer.write_all(b"\n")?;
-        self.hasher.update(line.as_bytes());
-        self.hasher.update(b"\n");
-        Ok(())
-    }
-
     /// Finishes the file: its registry entry and its sha256.
-    pub fn finish(mut self, description: &str, columns: &[Column]) -> anyhow::Result<(DatasetFile, String)> {
-        self.writer.flush().with_context(|| format!("cannot write {}", self.path.display()))?;
-        let digest = hex(&self.hasher.finalize());
+    pub fn finish(self, description: &str, columns: &[Column]) -> anyhow::Result<(DatasetFile, String)> {
+        let sink =
+            self.writer.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))?;
+        let Hashing { mut inner, hasher } = sink;
+        inner.flush().with_context(|| format!("cannot write {}", self.path.display()))?;
+        let digest = format!("{:x}", hasher.finalize());
         let schema = ColumnSchema(
             columns
                 .iter()
@@ -167,10 +163,6 @@ pub(crate) fn fixed(value: f64, decimals: usize) -> String {
 /// Rounds to cents, as money is stored.
 pub(crate) fn cents(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
