@@ -196,10 +196,8 @@ async fn date_ranges(
         return Ok(());
     }
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let select: Vec<String> = temporal
-        .iter()
-        .map(|&i| format!("MIN({c}), MAX({c})", c = quote(&columns[i].name)))
-        .collect();
+    let select: Vec<String> =
+        temporal.iter().map(|&i| format!("MIN({c}), MAX({c})", c = quote(&columns[i].name))).collect();
     let result = sandbox_query(state, dataset, &format!("SELECT {} FROM {quoted_table}", select.join(", "))).await?;
     if let Some(row) = result.rows.first() {
         for (k, &i) in temporal.iter().enumerate() {

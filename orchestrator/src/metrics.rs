@@ -108,9 +108,17 @@ impl Default for Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by method, route and status code", http_requests.clone());
         let k8s_job_create_errors = Counter::default();
-        registry.register("k8s_job_create_errors", "Kubernetes Jobs the API refused to create", k8s_job_create_errors.clone());
+        registry.register(
+            "k8s_job_create_errors",
+            "Kubernetes Jobs the API refused to create",
+            k8s_job_create_errors.clone(),
+        );
         let k8s_pod_start = Histogram::new(exponential_buckets(0.05, 2.0, 14));
-        registry.register("k8s_pod_start_seconds", "Time from Job creation to a running runner pod", k8s_pod_start.clone());
+        registry.register(
+            "k8s_pod_start_seconds",
+            "Time from Job creation to a running runner pod",
+            k8s_pod_start.clone(),
+        );
         let module_load = Gauge::<f64, AtomicU64>::default();
         registry.register("module_load_seconds", "How long the sandbox module took to load", module_load.clone());
         let schema_computations = Counter::default();

@@ -527,8 +527,8 @@ impl Visitor for Checker<'_> {
                 // by their unquoted lower-case name (`GENERATE_SERIES(…)` and
                 // `"generate_series"(…)` fail there), except `unnest`, which is syntax.
                 let function = name.to_string();
-                let runs_in_guest = ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str())
-                    || function.eq_ignore_ascii_case("unnest");
+                let runs_in_guest =
+                    ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str()) || function.eq_ignore_ascii_case("unnest");
                 if runs_in_guest {
                     ControlFlow::Continue(())
                 } else if ALLOWED_TABLE_FUNCTIONS.contains(&function.to_lowercase().trim_matches('"')) {

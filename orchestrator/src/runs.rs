@@ -328,7 +328,9 @@ impl RunSubmission {
         match (query_type, &self.sql, &self.plan) {
             (QueryType::Sql, Some(sql), None) if sql.trim().is_empty() => Err(Error::invalid("sql must not be empty")),
             (QueryType::Sql, Some(sql), None) => Ok(Query::Sql(sql.clone())),
-            (QueryType::Sql, None, _) => Err(Error::invalid("sql is required (or send \"query_type\": \"plan\" with a plan)")),
+            (QueryType::Sql, None, _) => {
+                Err(Error::invalid("sql is required (or send \"query_type\": \"plan\" with a plan)"))
+            }
             (QueryType::Sql, Some(_), Some(_)) => Err(Error::invalid("send either sql or a plan, not both")),
             (QueryType::Plan, None, Some(plan)) => Ok(Query::Plan(plan.clone())),
             (QueryType::Plan, _, None) => Err(Error::invalid("query_type \"plan\" needs a plan (GET /schemas/plan)")),

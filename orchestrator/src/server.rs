@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use runner_host::{ModuleSource, SandboxOptions, module};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use runner_host::{ModuleSource, SandboxOptions, module};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 

@@ -396,7 +396,10 @@ impl Store {
                     t.finished_at
                 ],
             )?;
-            conn.execute("UPDATE threads SET updated_at = ?2 WHERE thread_id = ?1", params![t.thread_id, t.created_at])?;
+            conn.execute(
+                "UPDATE threads SET updated_at = ?2 WHERE thread_id = ?1",
+                params![t.thread_id, t.created_at],
+            )?;
             Ok(())
         })
         .await
@@ -426,8 +429,12 @@ impl Store {
     pub async fn turn(&self, turn_id: &str) -> Result<Option<Turn>, StoreError> {
         let turn_id = turn_id.to_string();
         self.call("cannot read the turn", move |conn| {
-            conn.query_row(&format!("SELECT {TURN_COLUMNS} FROM turns WHERE turn_id = ?1"), params![turn_id], turn_from_row)
-                .optional()
+            conn.query_row(
+                &format!("SELECT {TURN_COLUMNS} FROM turns WHERE turn_id = ?1"),
+                params![turn_id],
+                turn_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -692,7 +699,11 @@ mod tests {
         drop(store);
         let (store, _) = Store::open(&path).unwrap();
         let turns = store.turns("t1", 2).await.unwrap();
-        assert_eq!(turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(), vec!["u1", "u2"], "newest two, oldest first");
+        assert_eq!(
+            turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(),
+            vec!["u1", "u2"],
+            "newest two, oldest first"
+        );
         assert_eq!(store.thread("t1").await.unwrap().unwrap().dataset_id, "support");
         assert!(store.delete_thread("t1").await.unwrap());
         assert!(store.thread("t1").await.unwrap().is_none());

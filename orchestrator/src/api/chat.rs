@@ -8,19 +8,19 @@
 
 use std::convert::Infallible;
 
-use axum::http::HeaderMap;
-use axum::{Extension, Json};
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{ApiError, ApiJson, ApiPath, ListParams, SSE_KEEP_ALIVE, client_key};
-use crate::server::ClientAddr;
 use crate::chat::{self, ChatRequest, ChatResponse, Progress, ProgressSink};
 use crate::error::Error;
+use crate::server::ClientAddr;
 use crate::state::AppState;
 
 /// Threads listed when no limit is given, and at most.
@@ -64,11 +64,12 @@ pub async fn chat_stream(
     let owned = state.clone();
     tokio::spawn(async move {
         let turn_id = turn.turn_id.clone();
-        let work = chat::run(&owned, prepared, "chat_stream", ProgressSink::new(progress));
-        tokio::pin!(work);
+        // Boxed, so that it can be dropped (and the model request with it) before the
+        // cancelled turn is recorded.
+        let mut work = Box::pin(chat::run(&owned, prepared, "chat_stream", ProgressSink::new(progress)));
         let outcome = loop {
             tokio::select! {
-                response = &mut work => break Some(response),
+                response = work.as_mut() => break Some(response),
                 Some(p) = progress_receiver.recv() => {
                     let _ = events.send(Streamed::Progress(p));
                 }
@@ -84,10 +85,8 @@ pub async fn chat_stream(
                 if let Some(error) = &response.error
                     && response.run_id.is_none()
                 {
-                    let _ = events.send(Streamed::Error {
-                        error_type: error.error_type.clone(),
-                        message: error.message.clone(),
-                    });
+                    let _ = events
+                        .send(Streamed::Error { error_type: error.error_type.clone(), message: error.message.clone() });
                 }
                 let _ = events.send(Streamed::Result(Box::new(response)));
                 let _ = events.send(Streamed::Done { turn_id });
@@ -135,7 +134,10 @@ fn event_stream(mut receiver: mpsc::UnboundedReceiver<Streamed>) -> impl Stream<
     }
 }
 
-pub async fn get_turn(State(state): State<AppState>, ApiPath(turn_id): ApiPath<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_turn(
+    State(state): State<AppState>,
+    ApiPath(turn_id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(chat::turn_view(&state, &turn_id).await?))
 }
 
@@ -165,7 +167,10 @@ pub async fn thread_messages(
     Ok(Json(chat::messages(&state, &thread_id, limit).await?))
 }
 
-pub async fn delete_thread(State(state): State<AppState>, ApiPath(thread_id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn delete_thread(
+    State(state): State<AppState>,
+    ApiPath(thread_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     if state.store().delete_thread(&thread_id).await.map_err(Error::from)? {
         Ok(axum::http::StatusCode::NO_CONTENT.into_response())
     } else {

@@ -121,9 +121,10 @@ async fn drop_oversized_request_id(mut request: Request, next: Next) -> Response
 /// Who a request is from, for MAX_RUNS_PER_CLIENT: its `x-client-id` (visible ASCII,
 /// at most 100 characters), else its address.
 pub fn client_key(headers: &HeaderMap, addr: Option<&ClientAddr>) -> Option<String> {
-    let id = headers.get("x-client-id").and_then(|v| v.to_str().ok()).filter(|id| {
-        !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic())
-    });
+    let id = headers
+        .get("x-client-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic()));
     match (id, addr) {
         (Some(id), _) => Some(format!("id:{id}")),
         (None, Some(ClientAddr(peer))) => Some(format!("ip:{}", peer.ip())),
@@ -162,7 +163,10 @@ async fn get_run(State(state): State<AppState>, ApiPath(run_id): ApiPath<String>
     Ok(Json(runs::get(&state, &run_id).await?).into_response())
 }
 
-async fn get_run_status(State(state): State<AppState>, ApiPath(run_id): ApiPath<String>) -> Result<Json<Value>, ApiError> {
+async fn get_run_status(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
     let run = runs::get(&state, &run_id).await?;
     Ok(Json(json!({ "run_id": run.run_id, "status": run.status })))
 }

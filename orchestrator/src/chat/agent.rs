@@ -87,11 +87,8 @@ impl<'a> Agent<'a> {
         let earlier: Vec<Turn> = earlier.into_iter().filter(|t| t.turn_id != turn.turn_id).collect();
         let skip = earlier.len().saturating_sub(super::HISTORY_MESSAGES / 2);
 
-        let mut messages = vec![Message::user(context::dataset_message(
-            &dataset.description,
-            &schema,
-            chat.llm_data_exposure,
-        ))];
+        let mut messages =
+            vec![Message::user(context::dataset_message(&dataset.description, &schema, chat.llm_data_exposure))];
         messages.push(Message::assistant("Understood. I will query only this dataset.", Vec::new()));
         messages.extend(context::history(&earlier[skip..]));
         messages.push(Message::user(turn.user_message.clone()));
@@ -190,7 +187,10 @@ impl<'a> Agent<'a> {
         if let Ok(reply) = &reply {
             self.outcome.llm.input_tokens += reply.usage.input_tokens;
             self.outcome.llm.output_tokens += reply.usage.output_tokens;
-            metrics.llm_tokens.get_or_create(&TokenLabels { direction: "input".into() }).inc_by(reply.usage.input_tokens);
+            metrics
+                .llm_tokens
+                .get_or_create(&TokenLabels { direction: "input".into() })
+                .inc_by(reply.usage.input_tokens);
             metrics
                 .llm_tokens
                 .get_or_create(&TokenLabels { direction: "output".into() })
@@ -201,17 +201,21 @@ impl<'a> Agent<'a> {
 
     /// Runs one tool call; `Err` ends the turn (a budget ran out).
     async fn call_tool(&mut self, call: &ToolCall) -> Result<Value, ()> {
-        let input: Value = match serde_json::from_str(if call.arguments.trim().is_empty() { "{}" } else { &call.arguments }) {
-            Ok(value @ Value::Object(_)) => value,
-            Ok(_) | Err(_) => {
-                self.sink.send(Progress::ToolCall { name: call.name.clone(), input: Value::String(call.arguments.clone()) });
-                return Ok(tool_error(&format!(
-                    "the arguments of {} are not a JSON object: {}",
-                    call.name,
-                    truncate(&call.arguments, 200)
-                )));
-            }
-        };
+        let input: Value =
+            match serde_json::from_str(if call.arguments.trim().is_empty() { "{}" } else { &call.arguments }) {
+                Ok(value @ Value::Object(_)) => value,
+                Ok(_) | Err(_) => {
+                    self.sink.send(Progress::ToolCall {
+                        name: call.name.clone(),
+                        input: Value::String(call.arguments.clone()),
+                    });
+                    return Ok(tool_error(&format!(
+                        "the arguments of {} are not a JSON object: {}",
+                        call.name,
+                        truncate(&call.arguments, 200)
+                    )));
+                }
+            };
         self.sink.send(Progress::ToolCall { name: call.name.clone(), input: input.clone() });
         let query = match call.name.as_str() {
             "run_sql" => match input.get("sql").and_then(Value::as_str) {
@@ -364,14 +368,19 @@ impl<'a> Agent<'a> {
             }
         }
         for value in grounding::ungrounded(&text, &evidence) {
-            self.outcome.warnings.push(Warning { warning_type: "UNGROUNDED_NUMBER", value: Some(value), message: None });
+            self.outcome.warnings.push(Warning {
+                warning_type: "UNGROUNDED_NUMBER",
+                value: Some(value),
+                message: None,
+            });
         }
         self.outcome.assistant_message = text;
         self.outcome.status = match self.outcome.runs.iter().rev().find(|r| r.status != RunState::Running) {
             // The answer stands on its last query: a failed last query is a failed turn
             // unless an earlier one succeeded.
-            Some(last) if last.status != RunState::Succeeded
-                && !self.outcome.runs.iter().any(|r| r.status == RunState::Succeeded) =>
+            Some(last)
+                if last.status != RunState::Succeeded
+                    && !self.outcome.runs.iter().any(|r| r.status == RunState::Succeeded) =>
             {
                 last.status.as_str().into()
             }
@@ -389,7 +398,10 @@ impl<'a> Agent<'a> {
                 self.outcome.warnings.push(Warning {
                     warning_type: "LLM_SUMMARY_FAILED",
                     value: None,
-                    message: Some(format!("the model failed ({}); this answer is the service's summary", e.error_type())),
+                    message: Some(format!(
+                        "the model failed ({}); this answer is the service's summary",
+                        e.error_type()
+                    )),
                 });
             }
             None => self.end(RunState::Failed.as_str(), e.error_type(), e.to_string()),
@@ -400,11 +412,11 @@ impl<'a> Agent<'a> {
     fn end(&mut self, status: &str, error_type: &str, message: String) {
         self.outcome.status = status.to_string();
         if self.outcome.assistant_message.is_empty() {
-            self.outcome.assistant_message = match self.outcome.runs.iter().rev().find(|r| r.status == RunState::Succeeded)
-            {
-                Some(run) => format!("{} ({message})", super::summarize(run)),
-                None => format!("No answer: {message}."),
-            };
+            self.outcome.assistant_message =
+                match self.outcome.runs.iter().rev().find(|r| r.status == RunState::Succeeded) {
+                    Some(run) => format!("{} ({message})", super::summarize(run)),
+                    None => format!("No answer: {message}."),
+                };
         }
         self.outcome.error = Some(TurnError { error_type: error_type.to_string(), message });
     }

@@ -173,7 +173,9 @@ mod tests {
         for cell in [json!(6000), json!(12.3456), json!(0.8754), json!("2024-03-05"), json!(null)] {
             evidence.add_cell(&cell);
         }
-        assert!(ungrounded("6,000 tickets, 12.35 hours on average, 87.5% within SLA, since 2024", &evidence).is_empty());
+        assert!(
+            ungrounded("6,000 tickets, 12.35 hours on average, 87.5% within SLA, since 2024", &evidence).is_empty()
+        );
         assert!(ungrounded("12.3 hours", &evidence).is_empty(), "fewer decimals round the cell");
         assert_eq!(ungrounded("about 7,500 tickets and 12.4 hours", &evidence), vec!["7,500", "12.4"]);
         assert_eq!(ungrounded("99 and 99 again", &evidence), vec!["99"], "each number once");

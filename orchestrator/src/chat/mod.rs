@@ -293,10 +293,10 @@ async fn direct(state: &AppState, thread: &Thread, origin: Origin, query: Query,
         Ok(run) => {
             sink.send(tool_result(&run));
             let assistant_message = summarize(&run);
-            let error = run.error.as_ref().map(|e| TurnError {
-                error_type: e.error_type.as_str().to_string(),
-                message: e.message.clone(),
-            });
+            let error = run
+                .error
+                .as_ref()
+                .map(|e| TurnError { error_type: e.error_type.as_str().to_string(), message: e.message.clone() });
             Outcome {
                 status: run.status.as_str().to_string(),
                 assistant_message,
@@ -344,8 +344,7 @@ pub fn summarize(run: &Run) -> String {
             let more = if result.truncated { " (truncated)" } else { "" };
             let mut text = format!("{} rows{more} with columns {}.", rows.len(), columns.join(", "));
             if let Some(first) = rows.first() {
-                let pairs: Vec<String> =
-                    columns.iter().zip(first).map(|(c, v)| format!("{c} = {}", cell(v))).collect();
+                let pairs: Vec<String> = columns.iter().zip(first).map(|(c, v)| format!("{c} = {}", cell(v))).collect();
                 text.push_str(&format!(" First row: {}.", pairs.join(", ")));
             }
             text

@@ -55,7 +55,8 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_and_connections_
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(Ok(response)) =
-            tokio::time::timeout(Duration::from_millis(500), client().get(format!("{}/healthz", server.url)).send()).await
+            tokio::time::timeout(Duration::from_millis(500), client().get(format!("{}/healthz", server.url)).send())
+                .await
             && response.status() == 200
         {
             break;
@@ -173,9 +174,10 @@ async fn odd_paths_methods_and_request_ids_get_json_errors_and_bounded_labels() 
 async fn a_client_that_hangs_up_mid_run_still_gets_its_run_recorded() {
     let server = TestServer::start(|c| c.run_timeout_seconds = 2.0).await;
     let url = format!("{}/runs", server.url);
-    let request = tokio::spawn(async move {
-        client().post(url).json(&json!({"dataset_id": "support", "sql": BOMB})).send().await
-    });
+    let request =
+        tokio::spawn(
+            async move { client().post(url).json(&json!({"dataset_id": "support", "sql": BOMB})).send().await },
+        );
     tokio::time::sleep(Duration::from_millis(500)).await;
     request.abort(); // the client goes away mid-run
     let _ = request.await;
@@ -203,7 +205,8 @@ async fn a_schema_is_computed_once_however_many_ask_together() {
     let mut requests = Vec::new();
     for _ in 0..8 {
         let url = format!("{}/datasets/ecommerce/schema", server.url);
-        requests.push(tokio::spawn(async move { client().get(url).send().await.unwrap().json::<Value>().await.unwrap() }));
+        requests
+            .push(tokio::spawn(async move { client().get(url).send().await.unwrap().json::<Value>().await.unwrap() }));
     }
     let mut bodies = Vec::new();
     for request in requests {

@@ -199,8 +199,7 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
     );
     let ingress = find(&docs, "Ingress", "csv-analyst-csv-analyst-chat");
     assert_eq!(
-        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"],
-        "off",
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"], "off",
         "server-sent events pass unbuffered"
     );
     assert!(docs.iter().all(|d| d["kind"] != "PersistentVolumeClaim"));

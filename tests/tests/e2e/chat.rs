@@ -179,7 +179,10 @@ async fn with_schema_exposure_no_cell_value_reaches_the_model() {
     cells.retain(|cell| !registry.contains(cell.as_str()));
     assert!(cells.len() > 100, "the check covers the data: {} cells", cells.len());
     for cell in &cells {
-        assert!(!texts.contains(&format!("\"{cell}\"")) && !texts.contains(&format!(" {cell} ")) , "{cell:?} reached the model");
+        assert!(
+            !texts.contains(&format!("\"{cell}\"")) && !texts.contains(&format!(" {cell} ")),
+            "{cell:?} reached the model"
+        );
     }
 }
 
@@ -248,7 +251,10 @@ async fn the_stream_reports_in_order_ends_once_and_its_result_is_the_chat_body()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_client_that_disconnects_cancels_the_turn_and_the_model_request() {
     let fake = FakeLlm::start().await;
-    fake.script([Reply::SlowText { text: "one two three four five six seven eight nine ten".into(), every: Duration::from_millis(400) }]);
+    fake.script([Reply::SlowText {
+        text: "one two three four five six seven eight nine ten".into(),
+        every: Duration::from_millis(400),
+    }]);
     let server = server(&fake, |_| {}).await;
     let response = client()
         .post(format!("{}/chat/stream", server.url))
@@ -367,7 +373,8 @@ async fn without_a_model_only_sql_and_plan_messages_work() {
     }
     let thread_id = body["thread_id"].as_str().unwrap();
     let (code, body) =
-        post(&server, "/chat", json!({"dataset_id": "ecommerce", "message": "SQL: SELECT 1", "thread_id": thread_id})).await;
+        post(&server, "/chat", json!({"dataset_id": "ecommerce", "message": "SQL: SELECT 1", "thread_id": thread_id}))
+            .await;
     assert_eq!((code, body["error"]["type"].as_str().unwrap()), (409, "THREAD_DATASET_CONFLICT"));
 }
 
@@ -381,8 +388,7 @@ async fn threads_carry_history_stay_apart_and_survive_a_restart() {
 
     // A follow-up in the same thread: the model sees the previous SQL.
     fake.script([Reply::text("As before.")]);
-    let follow =
-        chat(&server, json!({"dataset_id": "support", "message": "And again?", "thread_id": thread_id})).await;
+    let follow = chat(&server, json!({"dataset_id": "support", "message": "And again?", "thread_id": thread_id})).await;
     assert_eq!(follow["thread_id"], json!(thread_id));
     let texts = request_texts(&fake);
     assert!(texts[2].contains(COUNT_SQL) && texts[2].contains("How many tickets?"), "{}", texts[2]);
@@ -406,7 +412,8 @@ async fn threads_carry_history_stay_apart_and_survive_a_restart() {
     .await;
     let (code, messages) = server.get(&format!("/threads/{thread_id}/messages")).await;
     assert_eq!(code, 200);
-    let roles: Vec<&str> = messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> =
+        messages["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, vec!["user", "assistant", "user", "assistant"]);
     assert_eq!(messages["messages"][0]["content"], "How many tickets?");
     let response = client().delete(format!("{}/threads/{thread_id}", server.url)).send().await.unwrap();
@@ -464,7 +471,11 @@ async fn plans_run_through_post_runs_with_literals_bound() {
 async fn the_api_key_never_leaves_the_process() {
     let fake = FakeLlm::start().await;
     let key = "sk-live-ZZTOPSECRETZZ-0123456789";
-    fake.script([Reply::error(401, "bad key sk-live-ZZTOPSECRETZZ-0123456789"), sql_call(COUNT_SQL), Reply::text("ok")]);
+    fake.script([
+        Reply::error(401, "bad key sk-live-ZZTOPSECRETZZ-0123456789"),
+        sql_call(COUNT_SQL),
+        Reply::text("ok"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("log.txt");
     let port = {
@@ -519,7 +530,7 @@ fn fmt_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
