@@ -145,13 +145,17 @@ done
 ok "kubectl auth can-i --as $SERVICE_ACCOUNT: yes for Jobs, pods, logs, events in $NAMESPACE; no for pods, secrets, other namespaces, cluster-wide"
 
 # 9. The NetworkPolicies.
-selector=$(kc -n "$NAMESPACE" get networkpolicy "$FULLNAME-runner-deny-all" \
-  -o jsonpath='{.spec.podSelector.matchLabels.app\.kubernetes\.io/name} {.spec.policyTypes} {.spec.egress}' 2>/dev/null) ||
+policy() { kc -n "$NAMESPACE" get networkpolicy "$FULLNAME-runner-deny-all" -o jsonpath="$1"; }
+selector=$(policy '{.spec.podSelector.matchLabels.app\.kubernetes\.io/name} {.spec.policyTypes}' 2>/dev/null) ||
   fail "no NetworkPolicy $FULLNAME-runner-deny-all in $NAMESPACE"
-case "$selector" in
-  'csv-analyst-runner ["Ingress","Egress"]'*) ;;
-  *) fail "NetworkPolicy $FULLNAME-runner-deny-all does not deny runner pods all traffic: $selector" ;;
-esac
+[ "$selector" = 'csv-analyst-runner ["Ingress","Egress"]' ] ||
+  fail "NetworkPolicy $FULLNAME-runner-deny-all does not select runner pods for Ingress and Egress: $selector"
+for rules in '{.spec.ingress}' '{.spec.egress}'; do
+  case "$(policy "$rules")" in
+    '' | '[]') ;;
+    *) fail "NetworkPolicy $FULLNAME-runner-deny-all allows traffic: $rules is $(policy "$rules")" ;;
+  esac
+done
 kc -n "$NAMESPACE" get networkpolicy "$FULLNAME" >/dev/null 2>&1 || fail "no NetworkPolicy $FULLNAME (the service's own)"
 ok "NetworkPolicy $FULLNAME-runner-deny-all (runner pods: no traffic) and $FULLNAME"
 

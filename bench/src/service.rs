@@ -25,12 +25,13 @@ pub fn measure(datasets: &Path, plan: &Plan) -> anyhow::Result<ServiceRow> {
 
 async fn run(datasets: &Path, plan: &Plan) -> anyhow::Result<ServiceRow> {
     let store = tempfile::tempdir()?;
-    let mut config = orchestrator::Config::from_args(Vec::<String>::new())?;
+    // Defaults, whatever the environment says: the figures must not depend on it.
+    let mut config = orchestrator::Config::without_env();
     config.datasets_dir = datasets.to_path_buf();
     config.run_store_path = store.path().join("runs.sqlite");
     config.max_concurrent_runs = Some(8);
     config.queue_timeout_ms = 60_000;
-    config.log_level = "warn".into();
+    config.log_level = Some("warn".into());
     let state = orchestrator::server::build_state(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/runs", listener.local_addr()?);

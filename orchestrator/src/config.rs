@@ -327,6 +327,7 @@ impl Config {
         if self.max_runs_per_client == Some(0) {
             return Err("MAX_RUNS_PER_CLIENT must be at least 1".into());
         }
+        crate::sandbox::k8s::validate(&self.k8s)?;
         if self.run_retention_max == 0 {
             return Err("RUN_RETENTION_MAX must be at least 1".into());
         }

@@ -85,9 +85,10 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
         anyhow::bail!("the query would not run ({}): {}", refusal.error_type, refusal.message);
     }
     let request = config.run_request(dataset, sql);
-    let namespace = config.k8s.k8s_namespace.as_deref().unwrap_or("default");
+    let namespace = orchestrator::sandbox::k8s::job_namespace(&config.k8s).map_err(anyhow::Error::msg)?;
+    orchestrator::sandbox::k8s::job::check_request_size(&request).map_err(anyhow::Error::msg)?;
     let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let job = orchestrator::sandbox::k8s::job::build(config, namespace, &run_id, &request);
+    let job = orchestrator::sandbox::k8s::job::build(config, &namespace, &run_id, &request);
     print!("{}", serde_yaml_ng::to_string(&job)?);
     Ok(())
 }

@@ -63,6 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
     let state = AppState::new(config, catalog, store, provider, llm);
+    state.provider().use_metrics(state.metrics());
     tokio::spawn(maintain_store(state.clone()));
     tokio::spawn(record_module_load(state.clone()));
     Ok(state)
@@ -178,6 +179,11 @@ pub async fn serve(
             Ok(n) => tracing::warn!(runs = n, "shutdown grace over: runs still in flight recorded as interrupted"),
             Err(e) => tracing::error!(error = %e, "cannot record the interrupted runs"),
         }
+    }
+    // A run's slot is released only once its sandbox has stopped (a k8s Job deleted):
+    // give those deletions a last bounded wait before the process exits.
+    if !state.drain(Duration::from_secs(10)).await {
+        tracing::warn!("some sandboxes were still being cleaned up at exit");
     }
     tracing::info!("stopped");
     Ok(())

@@ -143,6 +143,12 @@ impl AppState {
         Ok(ClientTicket { clients: self.inner.clients.clone(), client: client.to_string() })
     }
 
+    /// Waits, at most `within`, until every run slot is free (every sandbox stopped).
+    pub async fn drain(&self, within: Duration) -> bool {
+        let all = u32::try_from(self.inner.config.concurrency()).unwrap_or(u32::MAX);
+        matches!(tokio::time::timeout(within, self.inner.slots.acquire_many(all)).await, Ok(Ok(_)))
+    }
+
     /// A request for `sql` over `dataset` with the service's limits, tightened to `limits`.
     pub fn run_request(&self, dataset: &Dataset, sql: &str, limits: Limits) -> RunRequest {
         let mut request = self.inner.config.run_request(dataset, sql);

@@ -141,6 +141,8 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
             {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["csv-analyst"], "verbs": ["get"]},
         ])
     );
     assert!(

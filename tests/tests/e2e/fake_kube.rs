@@ -75,6 +75,8 @@ pub struct Faults {
     /// The Job controller cannot create pods (a ResourceQuota, PodSecurity, a missing
     /// service account): it reports `FailedCreate` Events on the Job with this reason.
     pub pod_create_refused: Option<String>,
+    /// Job deletes take this long to be answered (a busy API server).
+    pub delete_delay: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -253,6 +255,8 @@ impl FakeKube {
         // The runner image ships a precompiled guest; here runner-host uses the shared
         // compilation cache, which must be warm before a Job's deadline starts ticking.
         tokio::task::spawn_blocking(crate::support::sandbox).await.unwrap();
+        // Jobs run this binary: a missing or stale one fails the test here, not a Job later.
+        workspace_binary("runner-host");
         let (changes, _) = broadcast::channel(4096);
         let mut cluster = Cluster { faults, ..Cluster::default() };
         for name in [NAMESPACE, "default"] {
@@ -418,7 +422,11 @@ fn status_with(code: u16, reason: &str, message: String, details: Value) -> Resp
 }
 
 fn not_found(kind: Kind, name: &str) -> Response {
-    let qualified = if kind.group().is_empty() { kind.resource().to_string() } else { format!("{}.{}", kind.resource(), kind.group()) };
+    let qualified = if kind.group().is_empty() {
+        kind.resource().to_string()
+    } else {
+        format!("{}.{}", kind.resource(), kind.group())
+    };
     status_with(
         404,
         "NotFound",
@@ -736,7 +744,9 @@ async fn create_job(
             return status(
                 403,
                 "Forbidden",
-                format!("jobs.batch \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+                format!(
+                    "jobs.batch \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                ),
             );
         }
         Some(false) => {}
@@ -801,9 +811,10 @@ fn validate_job(job: &Value) -> Vec<(String, String)> {
         problems.push(("metadata.name".into(), format!("Invalid value: {name:?}: must be no more than 63 characters")));
     }
     let template = &job["spec"]["template"];
-    for (field, labels) in
-        [("metadata.labels", &job["metadata"]["labels"]), ("spec.template.metadata.labels", &template["metadata"]["labels"])]
-    {
+    for (field, labels) in [
+        ("metadata.labels", &job["metadata"]["labels"]),
+        ("spec.template.metadata.labels", &template["metadata"]["labels"]),
+    ] {
         for (key, value) in labels.as_object().into_iter().flatten() {
             if !is_label_key(key) {
                 problems.push((field.into(), format!("Invalid value: {key:?}: not a valid label key")));
@@ -828,7 +839,8 @@ fn validate_job(job: &Value) -> Vec<(String, String)> {
         problems.push(("spec.activeDeadlineSeconds".into(), "Invalid value: must be greater than 0".into()));
     }
     if job["spec"]["ttlSecondsAfterFinished"].as_i64().is_some_and(|s| s < 0) {
-        problems.push(("spec.ttlSecondsAfterFinished".into(), "Invalid value: must be greater than or equal to 0".into()));
+        problems
+            .push(("spec.ttlSecondsAfterFinished".into(), "Invalid value: must be greater than or equal to 0".into()));
     }
     for (i, container) in spec["containers"].as_array().into_iter().flatten().enumerate() {
         let at = format!("spec.template.spec.containers[{i}]");
@@ -944,6 +956,10 @@ async fn delete_job(
     if let Some(refusal) = forbidden(&shared, "delete", "jobs", "batch", &ns) {
         return refusal;
     }
+    let delay = shared.lock().faults.delete_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     if shared.get(Kind::Job, &ns, &name).is_none() {
         return not_found(Kind::Job, &name);
     }
@@ -1014,9 +1030,8 @@ async fn run_job(shared: Shared, ns: String, job_name: String) {
     let deadline_seconds = job["spec"]["activeDeadlineSeconds"].as_u64().unwrap_or(600);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(deadline_seconds);
     let pod_name = format!("{job_name}-{:05x}", shared.lock().rv & 0xfffff);
-    let still_ours = |shared: &Shared| {
-        shared.get(Kind::Job, &ns, &job_name).is_some_and(|j| j["metadata"]["uid"] == uid)
-    };
+    let still_ours =
+        |shared: &Shared| shared.get(Kind::Job, &ns, &job_name).is_some_and(|j| j["metadata"]["uid"] == uid);
 
     let refused = shared.lock().faults.pod_create_refused.clone();
     if let Some(reason) = refused {
@@ -1102,7 +1117,8 @@ async fn run_job(shared: Shared, ns: String, job_name: String) {
         running(&shared);
         match run_container(&shared, &ns, &job_name, &container, deadline).await {
             Outcome::Exited(mut exit) if image.contains("fault/warning") => {
-                exit.log = format!("runner-host: warning: the module cache is read-only; compiling in memory\n{}", exit.log);
+                exit.log =
+                    format!("runner-host: warning: the module cache is read-only; compiling in memory\n{}", exit.log);
                 Outcome::Exited(exit)
             }
             other => other,
@@ -1124,7 +1140,11 @@ async fn run_job(shared: Shared, ns: String, job_name: String) {
             shared.update(Kind::Pod, &ns, &pod_name, |p| {
                 // terminationMessagePolicy FallbackToLogsOnError: the log's tail when it failed.
                 let message = exit.message.clone().unwrap_or_else(|| {
-                    if succeeded { String::new() } else { exit.log.lines().rev().take(80).collect::<Vec<_>>().join("\n") }
+                    if succeeded {
+                        String::new()
+                    } else {
+                        exit.log.lines().rev().take(80).collect::<Vec<_>>().join("\n")
+                    }
                 });
                 p["status"]["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" });
                 p["status"]["containerStatuses"] = container_status(json!({"terminated": {
@@ -1186,7 +1206,8 @@ fn deadline_exceeded(shared: &Shared, ns: &str, job_name: &str, pod_name: Option
 fn after_finish(shared: &Shared, ns: &str, job_name: &str) {
     let Some(job) = shared.get(Kind::Job, ns, job_name) else { return };
     let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_u64() else { return };
-    let (shared, ns, job_name, uid) = (shared.clone(), ns.to_string(), job_name.to_string(), job["metadata"]["uid"].clone());
+    let (shared, ns, job_name, uid) =
+        (shared.clone(), ns.to_string(), job_name.to_string(), job["metadata"]["uid"].clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(ttl)).await;
         if shared.get(Kind::Job, &ns, &job_name).is_some_and(|j| j["metadata"]["uid"] == uid) {

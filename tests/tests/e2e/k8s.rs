@@ -18,7 +18,9 @@ use orchestrator::sandbox::k8s::K8sProvider;
 use serde_json::{Value, json};
 
 use crate::fake_kube::{FakeKube, Faults, NAMESPACE, write_kubeconfig};
-use crate::support::{Csv, TestServer, client, datasets_dir, request, test_config, validate_strictly, workspace_binary};
+use crate::support::{
+    Csv, TestServer, client, datasets_dir, request, test_config, validate_strictly, workspace_binary,
+};
 
 fn seed() -> Value {
     json!({"dataset_id": "support", "query_type": "sql", "sql": "SELECT COUNT(*) AS ticket_count FROM tickets"})
@@ -96,9 +98,11 @@ fn active_jobs(fake: &FakeKube) -> Vec<String> {
     fake.jobs()
         .iter()
         .filter(|job| {
-            !job["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
-                (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
-            })
+            !job["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
         })
         .map(|job| job["metadata"]["name"].as_str().unwrap().to_string())
         .collect()
@@ -161,6 +165,8 @@ async fn k8s_seed_query_runs_as_a_job_that_stays_visible() {
     assert_eq!(record["details"]["job_name"], json!(job_name));
     assert_eq!(record["details"]["sandbox_provider"], "k8s");
     assert_eq!(metric(&server, "csv_analyst_runs_in_flight").await, Some(0.0));
+    // The line scripts/k8s-checklist.sh reads.
+    assert_eq!(metric(&server, "csv_analyst_runs_total{status=\"succeeded\",provider=\"k8s\"}").await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,6 +299,29 @@ async fn k8s_forbidden_names_the_missing_rbac_permission() {
     let (_, body) = second.post_run(seed()).await;
     let (_, message) = error_of(&body);
     assert!(message.contains("RBAC verb \"get\" on \"pods/log\""), "{message}");
+
+    // Events are an aid: a run goes on without them (and /readyz says what is missing).
+    let forbidden =
+        HashSet::from([("list".to_string(), "events".to_string()), ("watch".to_string(), "events".to_string())]);
+    let fake = FakeKube::start(Faults { forbidden, ..Faults::default() }).await;
+    let third = TestServer::start_unready({
+        let kubeconfig = fake.kubeconfig.clone();
+        move |c| k8s_config(c, &kubeconfig)
+    })
+    .await;
+    let (_, body) = third.post_run(seed()).await;
+    assert_eq!(body["status"], "succeeded", "{body}");
+    let (code, ready) = third.get("/readyz").await;
+    assert_eq!(
+        (code, ready["reason"].as_str()),
+        (
+            503,
+            Some(
+                "the service account may not list events, watch events in namespace csv-analyst (RBAC); the chart's Role \
+         grants what runs need"
+            )
+        )
+    );
 }
 
 /// `/readyz` checks what runs need and says it in words: the namespace exists and
@@ -302,11 +331,9 @@ async fn k8s_readyz_checks_the_namespace_and_the_permissions_runs_need() {
     let refused = |pairs: &[(&str, &str)]| -> HashSet<(String, String)> {
         pairs.iter().map(|(v, r)| (v.to_string(), r.to_string())).collect()
     };
-    let fake = FakeKube::start(Faults {
-        forbidden: refused(&[("create", "jobs"), ("get", "pods/log")]),
-        ..Faults::default()
-    })
-    .await;
+    let fake =
+        FakeKube::start(Faults { forbidden: refused(&[("create", "jobs"), ("get", "pods/log")]), ..Faults::default() })
+            .await;
     let kubeconfig = fake.kubeconfig.clone();
     let server = TestServer::start_unready(move |c| k8s_config(c, &kubeconfig)).await;
     let (code, body) = server.get("/readyz").await;
@@ -349,10 +376,16 @@ async fn k8s_readyz_checks_the_namespace_and_the_permissions_runs_need() {
     let server = self::server(&fake, |_| {}).await;
     fake.delete_namespace(NAMESPACE);
     let (code, body) = server.get("/readyz").await;
-    assert_eq!((code, body["reason"].as_str()), (503, Some(
-        "namespace csv-analyst (K8S_NAMESPACE) does not exist; create it, or point K8S_NAMESPACE at the namespace \
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (
+            503,
+            Some(
+                "namespace csv-analyst (K8S_NAMESPACE) does not exist; create it, or point K8S_NAMESPACE at the namespace \
          the chart's Role is in"
-    )));
+            )
+        )
+    );
 }
 
 /// A watch the server closes is resumed from the last resourceVersion (no new
@@ -434,7 +467,9 @@ async fn k8s_a_create_throttled_past_the_runs_timeout_fails_within_it() {
     assert_eq!((body["status"].as_str(), kind.as_str()), (Some("failed"), "SANDBOX_ERROR"));
     assert!(
         message.starts_with("the Kubernetes API server kept refusing to create the run's Job for ")
-            && message.contains("within the run's 3.0 s timeout (429 TooManyRequests: the server has received too many requests"),
+            && message.contains(
+                "within the run's 3.0 s timeout (429 TooManyRequests: the server has received too many requests"
+            ),
         "{message}"
     );
     assert!(fake.create_attempts() >= 2 && fake.created().is_empty() && fake.deletions().is_empty());
@@ -454,8 +489,9 @@ async fn k8s_pods_that_cannot_be_created_fail_the_run_with_the_jobs_event() {
     assert_eq!((body["status"].as_str(), kind.as_str()), (Some("failed"), "SANDBOX_ERROR"));
     let job = body["details"]["job_name"].as_str().unwrap();
     assert!(
-        message.starts_with(&format!("Kubernetes cannot create the runner pod of Job {job} (FailedCreate): Error creating: pods \""))
-            && message.ends_with(&format!("is forbidden: {quota}")),
+        message.starts_with(&format!(
+            "Kubernetes cannot create the runner pod of Job {job} (FailedCreate): Error creating: pods \""
+        )) && message.ends_with(&format!("is forbidden: {quota}")),
         "{message}"
     );
     assert_eq!(fake.deletions(), background_deletion_of(job));
@@ -468,11 +504,13 @@ async fn k8s_pods_that_cannot_be_created_fail_the_run_with_the_jobs_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_a_job_deleted_under_the_run_ends_it_at_once() {
     let fake = FakeKube::start(Faults::default()).await;
-    let server = Arc::new(server(&fake, |c| {
-        c.k8s.runner_image = "fault/hang".into();
-        c.run_timeout_seconds = 30.0;
-    })
-    .await);
+    let server = Arc::new(
+        server(&fake, |c| {
+            c.k8s.runner_image = "fault/hang".into();
+            c.run_timeout_seconds = 30.0;
+        })
+        .await,
+    );
     let running = tokio::spawn({
         let server = server.clone();
         async move { server.post_run(seed()).await }
@@ -500,11 +538,13 @@ async fn k8s_a_job_deleted_under_the_run_ends_it_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_a_namespace_clean_up_under_the_run_ends_it_at_once() {
     let fake = FakeKube::start(Faults::default()).await;
-    let server = Arc::new(server(&fake, |c| {
-        c.k8s.runner_image = "fault/hang".into();
-        c.run_timeout_seconds = 30.0;
-    })
-    .await);
+    let server = Arc::new(
+        server(&fake, |c| {
+            c.k8s.runner_image = "fault/hang".into();
+            c.run_timeout_seconds = 30.0;
+        })
+        .await,
+    );
     let running = tokio::spawn({
         let server = server.clone();
         async move { server.post_run(seed()).await }
@@ -528,11 +568,13 @@ async fn k8s_a_namespace_clean_up_under_the_run_ends_it_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_an_api_server_that_goes_away_mid_run_is_a_sandbox_error_naming_it() {
     let fake = FakeKube::start(Faults::default()).await;
-    let server = Arc::new(server(&fake, |c| {
-        c.k8s.runner_image = "fault/hang".into();
-        c.run_timeout_seconds = 60.0;
-    })
-    .await);
+    let server = Arc::new(
+        server(&fake, |c| {
+            c.k8s.runner_image = "fault/hang".into();
+            c.run_timeout_seconds = 60.0;
+        })
+        .await,
+    );
     let running = tokio::spawn({
         let server = server.clone();
         async move { server.post_run(seed()).await }
@@ -552,7 +594,12 @@ async fn k8s_an_api_server_that_goes_away_mid_run_is_a_sandbox_error_naming_it()
     );
     let (code, ready) = server.get("/readyz").await;
     assert_eq!(code, 503);
-    assert!(ready["reason"].as_str().unwrap().starts_with(&format!("the Kubernetes API server {} is unreachable", fake.url)));
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("the Kubernetes API server {} is unreachable", fake.url))
+    );
 }
 
 /// The request travels in an environment variable, which Linux limits to 128 KiB:
@@ -572,7 +619,9 @@ async fn k8s_a_200_kib_query_is_refused_up_front_naming_the_limit() {
     assert_eq!((body["status"].as_str(), kind.as_str()), (Some("failed"), "INVALID_REQUEST"), "{body}");
     assert!(
         message.starts_with("the query is too large to run as a Kubernetes Job: its request is ")
-            && message.contains("in the RUNNER_REQUEST_JSON environment variable, which Linux limits to 128 KiB (131051 bytes)"),
+            && message.contains(
+                "in the RUNNER_REQUEST_JSON environment variable, which Linux limits to 128 KiB (131051 bytes)"
+            ),
         "{message}"
     );
     assert_eq!(fake.create_attempts(), 0, "nothing was created");
@@ -602,12 +651,8 @@ async fn k8s_a_200_kib_query_is_refused_up_front_naming_the_limit() {
 async fn k8s_a_client_that_hangs_up_mid_run_leaves_a_finished_run_and_no_job() {
     let fake = FakeKube::start(Faults::default()).await;
     let server = server(&fake, |c| c.k8s.k8s_delete_jobs = true).await;
-    let hung_up = client()
-        .post(format!("{}/runs", server.url))
-        .json(&seed())
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await;
+    let hung_up =
+        client().post(format!("{}/runs", server.url)).json(&seed()).timeout(Duration::from_millis(300)).send().await;
     assert!(hung_up.is_err(), "the client gave up before the Job finished");
     wait_for("the Job to be deleted", Duration::from_secs(20), || fake.deletions().len() == 1).await;
     let (_, listed) = server.get("/runs").await;
@@ -632,7 +677,8 @@ async fn k8s_a_client_that_hangs_up_mid_run_leaves_a_finished_run_and_no_job() {
 /// The provider also records pod start times and create errors in the metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_a_dropped_run_deletes_its_job_and_frees_its_slot_only_then() {
-    let fake = FakeKube::start(Faults::default()).await;
+    let delete_delay = Duration::from_millis(600);
+    let fake = FakeKube::start(Faults { delete_delay: Some(delete_delay), ..Faults::default() }).await;
     let store = tempfile::tempdir().unwrap();
     let mut config = test_config(store.path());
     k8s_config(&mut config, &fake.kubeconfig);
@@ -653,10 +699,15 @@ async fn k8s_a_dropped_run_deletes_its_job_and_frees_its_slot_only_then() {
     });
     wait_for_running_pod(&fake).await;
     run.abort();
+    let aborted = Instant::now();
     assert!(run.await.unwrap_err().is_cancelled());
     let job = fake.created()[0].clone();
-    // The moment the slot is free, the Job is already deleted.
+    // The deletion is in flight (the fake answers it slowly): the slot stays taken.
+    tokio::time::sleep(delete_delay / 3).await;
+    assert_eq!(slots.available_permits(), 0, "the slot is held while the Job is being deleted");
+    // The moment the slot is free, the Job is deleted.
     wait_for("the slot to free up", Duration::from_secs(5), || slots.available_permits() == 1).await;
+    assert!(aborted.elapsed() >= delete_delay, "freed only after the delete was answered");
     assert_eq!(fake.deletions(), background_deletion_of(&job));
     assert!(fake.jobs().is_empty() && fake.pods().is_empty());
 
@@ -691,8 +742,9 @@ async fn k8s_odd_run_ids_give_valid_jobs_whose_pods_are_found() {
     let slots = Arc::new(tokio::sync::Semaphore::new(1));
     for run_id in ["Run ID/with spaces & ÜTF-8", &"Z".repeat(100)] {
         let permit = slots.clone().acquire_owned().await.unwrap();
-        let execution =
-            provider.run(run_id, request(&datasets_dir(), "support", "SELECT COUNT(*) AS n FROM tickets"), permit).await;
+        let execution = provider
+            .run(run_id, request(&datasets_dir(), "support", "SELECT COUNT(*) AS n FROM tickets"), permit)
+            .await;
         assert_eq!(execution.result.error, None, "{run_id}");
         assert_eq!(execution.result.rows, vec![vec![json!(tickets())]]);
         let job = execution.job_name.unwrap();
@@ -729,7 +781,12 @@ async fn k8s_the_fake_api_server_validates_and_scopes_like_a_real_one() {
     let fake = FakeKube::start(Faults::default()).await;
     let kube = kubectl(&fake).await;
     let config = test_config(std::path::Path::new("/nonexistent"));
-    let good = orchestrator::sandbox::k8s::job::build(&config, NAMESPACE, "r1", &request(&datasets_dir(), "support", "SELECT 1"));
+    let good = orchestrator::sandbox::k8s::job::build(
+        &config,
+        NAMESPACE,
+        "r1",
+        &request(&datasets_dir(), "support", "SELECT 1"),
+    );
     let refusal = |result: Result<Job, kube::Error>| match result {
         Err(kube::Error::Api(status)) => (status.code, status.message),
         other => panic!("expected a refusal, got {other:?}"),
@@ -755,10 +812,14 @@ async fn k8s_the_fake_api_server_validates_and_scopes_like_a_real_one() {
     assert!(message.contains("metadata.labels: Invalid value: \"not valid!\""), "{message}");
     let mut bad_quantity = good.clone();
     let container = &mut bad_quantity.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0];
-    container.resources.as_mut().unwrap().limits.as_mut().unwrap().insert(
-        "memory".into(),
-        k8s_openapi::apimachinery::pkg::api::resource::Quantity("512MB".into()),
-    );
+    container
+        .resources
+        .as_mut()
+        .unwrap()
+        .limits
+        .as_mut()
+        .unwrap()
+        .insert("memory".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("512MB".into()));
     let (code, message) = refusal(jobs.create(&PostParams::default(), &bad_quantity).await);
     assert_eq!(code, 422);
     assert!(message.contains("resources.limits[memory]: Invalid value: \"512MB\""), "{message}");
@@ -783,7 +844,10 @@ async fn k8s_unreachable_api_server_makes_readyz_503() {
     let (code, body) = server.get("/readyz").await;
     assert_eq!(code, 503);
     assert_eq!(body["status"], "not_ready");
-    assert!(body["reason"].as_str().unwrap().starts_with(&format!("the Kubernetes API server {url} is unreachable")), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().starts_with(&format!("the Kubernetes API server {url} is unreachable")),
+        "{body}"
+    );
     let (code, _) = server.get("/healthz").await;
     assert_eq!(code, 200, "liveness does not depend on the cluster");
     let started = Instant::now();
@@ -792,7 +856,10 @@ async fn k8s_unreachable_api_server_makes_readyz_503() {
     assert_eq!(code, 200);
     let (kind, message) = error_of(&body);
     assert_eq!((body["status"].as_str(), kind.as_str()), (Some("failed"), "SANDBOX_ERROR"));
-    assert!(message.contains(&format!("the Kubernetes API server {url} cannot be reached to create jobs.batch")), "{message}");
+    assert!(
+        message.contains(&format!("the Kubernetes API server {url} cannot be reached to create jobs.batch")),
+        "{message}"
+    );
     assert_eq!(metric(&server, "csv_analyst_runs_in_flight").await, Some(0.0));
 }
 

@@ -55,15 +55,10 @@ pub fn foreign_corpora() -> Vec<PathBuf> {
             assert!(dir.join("registry.json").is_file(), "CSV_CORPUS_DIR={} has no registry.json", dir.display());
             corpora.push(dir);
         }
-        None => {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                skipped(
-                    "CSV_CORPUS_DIR is not set: the foreign-corpus tests checked only the vendored \
-                     tests/fixtures/foreign (.ci/run sets it to ../shared/corpus/adoptaisandbox)",
-                )
-            });
-        }
+        None => skipped(
+            "CSV_CORPUS_DIR is not set: checked only the vendored tests/fixtures/foreign \
+             (.ci/run sets it to ../shared/corpus/adoptaisandbox)",
+        ),
     }
     corpora
 }
@@ -243,8 +238,8 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A binary of the workspace, built next to this test binary (target/release), and
-/// no older than the sources it is built from: `cargo test -p tests` does not rebuild
-/// it, and a stale binary would test old code.
+/// no older than any of its inputs: `cargo test -p tests` does not rebuild it, and a
+/// stale binary would test old code.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join(name);
@@ -254,49 +249,22 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     let built = modified(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if let Some((source, _)) = newest_source(name).filter(|(_, changed)| *changed > built) {
+    if let Some((input, _)) = newest_input(&path).filter(|(_, changed)| *changed > built) {
         panic!(
             "stale binary: run cargo build --release -p {name} ({} is older than {})",
             path.display(),
-            source.display()
+            input.display()
         );
     }
     path
 }
 
-/// What a workspace binary is built from: its crate, the workspace crates it links
-/// (the embedded guest included) and their manifests. Cargo relinks the binary when
-/// any of them changes, so a newer one means the binary predates it.
-fn sources_of(binary: &str) -> &'static [&'static str] {
-    const RUNNER_HOST: &[&str] = &[
-        "protocol/src",
-        "protocol/Cargo.toml",
-        "runner-guest/src",
-        "runner-guest/Cargo.toml",
-        "runner-host/src",
-        "runner-host/build.rs",
-        "runner-host/Cargo.toml",
-    ];
-    const ORCHESTRATOR: &[&str] = &[
-        "protocol/src",
-        "protocol/Cargo.toml",
-        "runner-guest/src",
-        "runner-guest/Cargo.toml",
-        "runner-host/src",
-        "runner-host/build.rs",
-        "runner-host/Cargo.toml",
-        "orchestrator/src",
-        "orchestrator/Cargo.toml",
-    ];
-    match binary {
-        "runner-host" => RUNNER_HOST,
-        "orchestrator" => ORCHESTRATOR,
-        other => panic!("workspace_binary: no source list for {other}"),
-    }
-}
-
-/// The most recently modified file among a binary's sources, and when.
-fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
+/// The most recently modified input of a binary, and when. The inputs are those cargo
+/// lists in the dep-info file next to it (`<binary>.d`): the source files of every
+/// workspace crate it links, the files and folders their build scripts watch (the
+/// embedded guest and its sources included). Cargo relinks the binary when any of them
+/// changes, so a newer one means the binary predates it.
+fn newest_input(binary: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
     fn walk(path: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
         if path.is_dir() {
             let entries = std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -309,9 +277,14 @@ fn newest_source(binary: &str) -> Option<(PathBuf, std::time::SystemTime)> {
             *newest = Some((path.to_path_buf(), changed));
         }
     }
+    let dep_info = binary.with_extension("d");
+    let text = std::fs::read_to_string(&dep_info)
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo writes it with the binary)", dep_info.display()));
+    // `<binary>: <input> <input> ...`, spaces inside a path escaped as `\ `.
+    let (_, inputs) = text.split_once(": ").unwrap_or_else(|| panic!("{}: not a dep-info file", dep_info.display()));
     let mut newest = None;
-    for source in sources_of(binary) {
-        walk(&workspace().join(source), &mut newest);
+    for input in inputs.replace("\\ ", "\0").split_whitespace() {
+        walk(Path::new(&input.replace('\0', " ")), &mut newest);
     }
     newest
 }
@@ -332,7 +305,9 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     match found {
         Some(path) => Some(path),
         None if std::env::var("CSV_ANALYST_SKIP_MISSING_TOOLS").as_deref() == Ok("1") => {
-            skipped(&format!("{name} is not installed; this test checked nothing (CSV_ANALYST_SKIP_MISSING_TOOLS=1)"));
+            skipped(&format!(
+                "{name} is not installed: the checks that need it did not run (CSV_ANALYST_SKIP_MISSING_TOOLS=1)"
+            ));
             None
         }
         None => panic!(

@@ -116,8 +116,7 @@ impl K8sProvider {
         let start_deadline = started + Duration::from_secs(pod_start_timeout);
 
         let job_updates = watcher::watch_object(jobs.clone(), &name).default_backoff();
-        let pod_events =
-            watcher(pods.clone(), watcher::Config::default().labels(&selector)).default_backoff();
+        let pod_events = watcher(pods.clone(), watcher::Config::default().labels(&selector)).default_backoff();
         let job_events = watcher(
             events,
             watcher::Config::default().fields(&format!("involvedObject.kind=Job,involvedObject.name={name}")),
@@ -127,6 +126,9 @@ impl K8sProvider {
         let mut pod_started = false;
         let mut waiting_for = String::from("no pod yet");
         let mut health = ApiHealth::default();
+        // The Events are an aid (a prompt FailedCreate); without permission to read
+        // them (which /readyz reports) the run goes on without.
+        let mut events_readable = true;
         let mut probe = tokio::time::interval(PROBE_EVERY);
         probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
@@ -173,7 +175,7 @@ impl K8sProvider {
                     Some(Err(e)) => self.on_watch_error(&e, "pods", &mut health),
                     None => Next::Failed(RunResult::failure(ErrorType::SandboxError, "the pod watch ended unexpectedly")),
                 },
-                event = job_events.next() => match event {
+                event = job_events.next(), if events_readable => match event {
                     Some(Ok(watcher::Event::Apply(event) | watcher::Event::InitApply(event))) => {
                         health.answered();
                         on_event(&event, &name, uid.as_deref())
@@ -182,7 +184,15 @@ impl K8sProvider {
                         health.answered();
                         Next::Wait
                     }
-                    Some(Err(e)) => self.on_watch_error(&e, "events", &mut health),
+                    Some(Err(e)) => match self.on_watch_error(&e, "events", &mut health) {
+                        Next::Failed(refused) => {
+                            let reason = refused.error.map(|e| e.message).unwrap_or_default();
+                            tracing::warn!(job = %name, %reason, "cannot read the Job's Events; following it without them");
+                            events_readable = false;
+                            Next::Wait
+                        }
+                        other => other,
+                    },
                     None => Next::Failed(RunResult::failure(ErrorType::SandboxError, "the Event watch ended unexpectedly")),
                 },
                 _ = probe.tick(), if health.failing() => {
@@ -546,8 +556,15 @@ mod tests {
         assert_eq!(parse_runner_output(&format!("warning: slow disk\n{line}\n"), "p").unwrap(), ok);
         assert_eq!(parse_runner_output(&format!("{{\"not\":\"a result\"}}\n{line}\nbye\n"), "p").unwrap(), ok);
         assert_eq!(parse_runner_output("", "p").unwrap_err(), "the runner printed nothing");
-        assert_eq!(parse_runner_output("panic!\n", "p").unwrap_err(), "the runner printed 1 line and none is a result: panic!\n");
-        assert!(parse_runner_output("a\nb\n", "p").unwrap_err().starts_with("the runner printed 2 lines and none is a result"));
+        assert_eq!(
+            parse_runner_output("panic!\n", "p").unwrap_err(),
+            "the runner printed 1 line and none is a result: panic!\n"
+        );
+        assert!(
+            parse_runner_output("a\nb\n", "p")
+                .unwrap_err()
+                .starts_with("the runner printed 2 lines and none is a result")
+        );
     }
 
     #[test]

@@ -78,8 +78,7 @@ pub fn run_label(run_id: &str) -> String {
     if is_label_value(run_id) {
         return run_id.to_string();
     }
-    let cleaned: String =
-        run_id.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(40).collect();
+    let cleaned: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(40).collect();
     let cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     let hash = short_hash(run_id);
     if cleaned.is_empty() { hash } else { format!("{cleaned}-{hash}") }

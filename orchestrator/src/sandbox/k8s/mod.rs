@@ -86,7 +86,7 @@ pub struct K8sProvider {
 /// and [`job_namespace`], so that both agree.
 enum KubeSource {
     /// Kubeconfig files, merged as kubectl merges them; `from` names them for messages.
-    Kubeconfig { file: Kubeconfig, from: String },
+    Kubeconfig { file: Box<Kubeconfig>, from: String },
     /// The pod's service account.
     InCluster { kubeconfig_error: String },
 }
@@ -98,10 +98,10 @@ impl KubeSource {
         match &config.kubeconfig {
             Some(list) => {
                 let file = read_kubeconfigs(list)?;
-                Ok(KubeSource::Kubeconfig { file, from: format!("KUBECONFIG={}", list.display()) })
+                Ok(KubeSource::Kubeconfig { file: Box::new(file), from: format!("KUBECONFIG={}", list.display()) })
             }
             None => match Kubeconfig::read() {
-                Ok(file) => Ok(KubeSource::Kubeconfig { file, from: "~/.kube/config".to_string() }),
+                Ok(file) => Ok(KubeSource::Kubeconfig { file: Box::new(file), from: "~/.kube/config".to_string() }),
                 Err(e) => Ok(KubeSource::InCluster { kubeconfig_error: e.to_string() }),
             },
         }
@@ -115,7 +115,8 @@ fn read_kubeconfigs(list: &Path) -> Result<Kubeconfig, String> {
     let paths: Vec<_> = std::env::split_paths(list.as_os_str()).filter(|p| !p.as_os_str().is_empty()).collect();
     let mut merged: Option<Kubeconfig> = None;
     for path in paths.iter().filter(|p| p.exists()) {
-        let file = Kubeconfig::read_from(path).map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+        let file =
+            Kubeconfig::read_from(path).map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
         merged = Some(match merged {
             None => file,
             Some(first) => {
@@ -144,11 +145,13 @@ pub fn job_namespace(config: &K8sConfig) -> Result<String, String> {
                 .ok_or_else(|| format!("{from} has no current context; set K8S_NAMESPACE"))?;
             Ok(context.namespace.clone().unwrap_or_else(|| "default".to_string()))
         }
-        KubeSource::InCluster { kubeconfig_error } => std::fs::read_to_string(IN_CLUSTER_NAMESPACE_FILE)
-            .map(|text| text.trim().to_string())
-            .map_err(|_| {
-                format!("no Kubernetes configuration (no kubeconfig: {kubeconfig_error}; not in a pod); set K8S_NAMESPACE")
-            }),
+        KubeSource::InCluster { kubeconfig_error } => {
+            std::fs::read_to_string(IN_CLUSTER_NAMESPACE_FILE).map(|text| text.trim().to_string()).map_err(|_| {
+                format!(
+                    "no Kubernetes configuration (no kubeconfig: {kubeconfig_error}; not in a pod); set K8S_NAMESPACE"
+                )
+            })
+        }
     }
 }
 
@@ -159,7 +162,7 @@ impl K8sProvider {
     pub async fn connect(config: &Config) -> anyhow::Result<K8sProvider> {
         let mut kube_config = match KubeSource::of(&config.k8s).map_err(anyhow::Error::msg)? {
             KubeSource::Kubeconfig { file, from } => {
-                KubeConfig::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                KubeConfig::from_custom_kubeconfig(*file, &KubeConfigOptions::default())
                     .await
                     .map_err(|e| anyhow::anyhow!("{from} is not usable: {e}"))?
             }
@@ -184,10 +187,6 @@ impl K8sProvider {
     /// until then they are not recorded).
     pub fn use_metrics(&self, metrics: K8sMetrics) {
         let _ = self.metrics.set(metrics);
-    }
-
-    pub fn namespace(&self) -> &str {
-        &self.namespace
     }
 
     /// Ready when runs can work: the API server answers, the namespace exists, and
@@ -303,10 +302,11 @@ impl K8sProvider {
                 if let Some(metrics) = self.metrics.get() {
                     metrics.job_create_errors.inc();
                 }
-                if nothing_created(&e) {
-                    cleanup.release();
-                } else {
+                let may_exist = !nothing_created(&e);
+                if may_exist {
                     cleanup.delete().await;
+                } else {
+                    cleanup.release();
                 }
                 let result = match &e {
                     kube::Error::Api(status) if RETRIED_CREATE_CODES.contains(&status.code) => RunResult::failure(
@@ -323,7 +323,8 @@ impl K8sProvider {
                     ),
                     other => self.api_failure("create", "jobs.batch", other),
                 };
-                return Execution { result, job_name: None };
+                // A Job that may have been created (and is being deleted) is named.
+                return Execution { result, job_name: may_exist.then_some(name) };
             }
         };
         // The Job's clocks (activeDeadlineSeconds, the pod's start) run from its creation.
@@ -339,7 +340,13 @@ impl K8sProvider {
     /// Creates the Job, retrying 429, 503 and 504 with backoff (and the server's
     /// Retry-After) until `retry_until`. A 409 for a Job of this run (an earlier
     /// attempt that did create it) is the Job.
-    async fn create(&self, jobs: &Api<Job>, spec: &Job, run_id: &str, retry_until: Instant) -> Result<Job, kube::Error> {
+    async fn create(
+        &self,
+        jobs: &Api<Job>,
+        spec: &Job,
+        run_id: &str,
+        retry_until: Instant,
+    ) -> Result<Job, kube::Error> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
@@ -405,13 +412,14 @@ fn resource_name(group: &str, resource: &str, subresource: &str) -> String {
     }
 }
 
-/// Whether a failed create certainly created nothing: the API server answered with
-/// a client error (refused, invalid, forbidden, throttled before handling), or the
+/// Whether a failed create certainly created nothing of this run's: the API server
+/// answered with a client error (refused, invalid, forbidden, throttled before
+/// handling; a 409 here is another run's Job, which must not be deleted), or the
 /// connection was refused before anything was sent. Otherwise (a 5xx, a connection
 /// lost mid-request) the Job may exist.
 fn nothing_created(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => (400..500).contains(&status.code) && status.code != 408 && status.code != 409,
+        kube::Error::Api(status) => (400..500).contains(&status.code) && status.code != 408,
         other => connection_refused(other),
     }
 }
@@ -462,7 +470,7 @@ mod tests {
         assert!(nothing_created(&api(403)));
         assert!(nothing_created(&api(422)));
         assert!(nothing_created(&api(429)));
-        assert!(!nothing_created(&api(409)));
+        assert!(nothing_created(&api(409)), "a 409 left after adoption is another run's Job");
         assert!(!nothing_created(&api(500)));
         assert!(!nothing_created(&api(503)));
         assert!(!nothing_created(&api(504)));

@@ -47,10 +47,9 @@ pub fn validate(config: &K8sConfig) -> Result<(), String> {
             "K8S_NAMESPACE={namespace:?} is not a namespace name (at most 63 lower-case letters, digits and '-')"
         ));
     }
-    for (setting, value) in [
-        ("K8S_SERVICE_ACCOUNT_NAME", &config.k8s_service_account_name),
-        ("K8S_DATASETS_PVC", &config.k8s_datasets_pvc),
-    ] {
+    for (setting, value) in
+        [("K8S_SERVICE_ACCOUNT_NAME", &config.k8s_service_account_name), ("K8S_DATASETS_PVC", &config.k8s_datasets_pvc)]
+    {
         if let Some(name) = value
             && !job::is_dns_subdomain(name)
         {
@@ -167,14 +166,22 @@ mod tests {
     #[test]
     fn a_typo_in_a_setting_fails_the_start_naming_it() {
         let error = |args: &[&str]| validate(&k8s(args)).unwrap_err();
-        assert!(error(&["--k8s-memory-limit", "512MB"]).starts_with("K8S_MEMORY_LIMIT=\"512MB\" is not a Kubernetes quantity"));
+        assert!(
+            error(&["--k8s-memory-limit", "512MB"])
+                .starts_with("K8S_MEMORY_LIMIT=\"512MB\" is not a Kubernetes quantity")
+        );
         assert!(error(&["--k8s-cpu-limit", "one"]).starts_with("K8S_CPU_LIMIT=\"one\" is not a Kubernetes quantity"));
         assert_eq!(error(&["--k8s-cpu-limit", "0"]), "K8S_CPU_LIMIT=0 must be more than 0");
-        assert!(error(&["--k8s-namespace", "CSV_Analyst"]).starts_with("K8S_NAMESPACE=\"CSV_Analyst\" is not a namespace"));
+        assert!(
+            error(&["--k8s-namespace", "CSV_Analyst"]).starts_with("K8S_NAMESPACE=\"CSV_Analyst\" is not a namespace")
+        );
         assert!(error(&["--k8s-datasets-pvc", "data sets"]).starts_with("K8S_DATASETS_PVC=\"data sets\""));
         assert!(error(&["--k8s-service-account-name", "Runner"]).starts_with("K8S_SERVICE_ACCOUNT_NAME=\"Runner\""));
         assert!(error(&["--runner-image", "a b"]).starts_with("RUNNER_IMAGE=\"a b\""));
-        assert_eq!(error(&["--k8s-pod-start-timeout-seconds", "0"]), "K8S_POD_START_TIMEOUT_SECONDS must be at least 1");
+        assert_eq!(
+            error(&["--k8s-pod-start-timeout-seconds", "0"]),
+            "K8S_POD_START_TIMEOUT_SECONDS must be at least 1"
+        );
     }
 
     #[test]
