@@ -69,3 +69,20 @@ impl From<crate::store::StoreError> for Error {
         Error::StoreUnavailable(e.to_string())
     }
 }
+
+/// An error with its causes, as one line ("error sending request: client error
+/// (Connect): tcp connect error: Connection refused"): many libraries' own message
+/// stops at the first. A cause already in the text is not repeated.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,8 +1,10 @@
 //! csv-analyst's end-to-end tests live in `tests/e2e/`, one test binary:
 //!
 //! - `guest`: the DataFusion guest's answers, checked against the CSV files parsed
-//!   independently, on the project's datasets and on a foreign corpus
-//!   (`CSV_CORPUS_DIR`); the CPU and memory bombs; a CSV larger than the memory cap.
+//!   independently, on the project's datasets and on foreign ones (the vendored
+//!   `fixtures/foreign`, and `CSV_CORPUS_DIR` when set); the table functions and one
+//!   query per function package; the CPU and memory bombs; a CSV larger than the
+//!   memory cap, in flat memory.
 //! - `api`: the orchestrator over real HTTP on loopback: every endpoint and status,
 //!   the policy, bad input, concurrency, restarts, SIGTERM and a crash mid-run.
 //! - `k8s` (with `fake_kube`, a loopback Kubernetes API server that runs Jobs with the
@@ -10,4 +12,7 @@
 //! - `chart`: the Helm chart rendered, validated and checked; `images`: the runner
 //!   image built with `make build-runner-k8s` answering in a locked-down container.
 //!
-//! Run them with the rest: `cargo test --release`.
+//! Run them with the rest: `cargo test --release`. A check that cannot run (a tool
+//! missing under `CSV_ANALYST_SKIP_MISSING_TOOLS=1`, `CSV_CORPUS_DIR` unset) is written
+//! to stderr past libtest's capture and to `<target>/tmp/skipped-checks.txt`; tests
+//! refuse a `target/release` binary older than its sources.

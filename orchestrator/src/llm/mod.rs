@@ -663,7 +663,7 @@ impl LlmClient {
                 Ok(Err(problem)) => {
                     return Err(self.bad_response(format!(
                         "the stream broke off before its end: {}",
-                        error_chain(&problem.without_url())
+                        crate::error::chain(&problem.without_url())
                     )));
                 }
                 Ok(Ok(chunk)) => chunk,
@@ -765,7 +765,7 @@ impl LlmClient {
                 Ok(Err(problem)) => {
                     return Err(self.bad_response(format!(
                         "the body broke off before its end: {}",
-                        error_chain(&problem.without_url())
+                        crate::error::chain(&problem.without_url())
                     )));
                 }
                 Ok(Ok(None)) => return Ok((body, true)),
@@ -795,7 +795,7 @@ impl LlmClient {
     fn transport_error(&self, problem: reqwest::Error) -> LlmError {
         let provider = self.inner.provider.name();
         let is_builder = problem.is_builder();
-        let message = format!("{}: {}", self.inner.host, error_chain(&problem.without_url()));
+        let message = format!("{}: {}", self.inner.host, crate::error::chain(&problem.without_url()));
         if is_builder {
             LlmError::BadRequest { provider, status: 0, message }
         } else {
@@ -845,22 +845,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let seconds: f64 = value.parse().ok()?;
     Duration::try_from_secs_f64(seconds).ok()
-}
-
-/// An error and its sources, as one line (reqwest's top-level message alone says
-/// little: "error sending request").
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The message of a provider's error body (`{"error": {"type", "message"}}` in both

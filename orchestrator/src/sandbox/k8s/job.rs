@@ -87,7 +87,7 @@ pub fn run_label(run_id: &str) -> String {
 /// 12 hex digits of the SHA-256 of `text`.
 fn short_hash(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(text.as_bytes()))[..12].to_string()
 }
 
 /// A valid label value: empty, or at most 63 of `[A-Za-z0-9._-]` starting and

@@ -39,6 +39,7 @@ pub use settings::validate;
 
 use super::Execution;
 use crate::config::{Config, K8sConfig};
+use crate::error::chain;
 
 /// How long `/readyz` waits for the API server's answers.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -435,22 +436,6 @@ fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = current.source();
     }
     false
-}
-
-/// An error with its causes ("client error (Connect): tcp connect error: Connection
-/// refused"): kube's own message stops at the first.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
