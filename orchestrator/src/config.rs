@@ -113,6 +113,11 @@ pub struct Config {
     #[arg(long, env = "MAX_RUNS_PER_CLIENT", global = true)]
     pub max_runs_per_client: Option<usize>,
 
+    /// Size the run store may grow to, in MiB; past it, requests that write get 503
+    /// (reads and /healthz go on) until retention frees room. 0: no cap.
+    #[arg(long, env = "RUN_STORE_MAX_MB", default_value_t = 900, global = true)]
+    pub run_store_max_mb: u64,
+
     /// Runs the store keeps at most; older ones are pruned in the background.
     #[arg(long, env = "RUN_RETENTION_MAX", default_value_t = 100_000, global = true)]
     pub run_retention_max: u64,

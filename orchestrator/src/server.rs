@@ -48,7 +48,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
 
     let llm = LlmClient::from_config(&config.llm).map_err(anyhow::Error::msg).context("invalid LLM settings")?;
-    let (store, interrupted) = Store::open(&config.run_store_path)?;
+    let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));
+    let (store, interrupted) = Store::open_capped(&config.run_store_path, store_cap)?;
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
     }

@@ -130,6 +130,12 @@ impl Store {
     /// Opens (creating if needed) the store at `path`, migrates it, and marks runs
     /// left unfinished by a previous process as interrupted.
     pub fn open(path: &Path) -> Result<(Store, usize), StoreError> {
+        Store::open_capped(path, None)
+    }
+
+    /// [`Store::open`], with the database's size capped at `max_bytes`: past it,
+    /// writes fail (and the service answers 503) while reads go on, as on a full disk.
+    pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<(Store, usize), StoreError> {
         let context = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::new(&context("cannot create the folder of"), e))?;
@@ -138,6 +144,14 @@ impl Store {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
         migrate(&mut conn).map_err(|e| StoreError::new(&context("cannot migrate"), e))?;
+        if let Some(max_bytes) = max_bytes {
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
+            let pages = (max_bytes as i64 / page_size.max(1)).max(1);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .map_err(|e| StoreError::new(&context("cannot cap"), e))?;
+        }
         let finished_at = now();
         let interrupted = conn
             .execute(
@@ -654,6 +668,34 @@ mod tests {
         assert!(stored.sql.text.len() <= crate::runs::STORED_SQL_BYTES && long.starts_with(&stored.sql.text));
         use sha2::Digest;
         assert_eq!(stored.sql.sha256, Some(format!("{:x}", sha2::Sha256::digest(long.as_bytes()))));
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_writes_and_keeps_serving_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let (store, _) = Store::open(&path).unwrap();
+        store.insert(&run("kept")).await.unwrap();
+        drop(store);
+        let (store, _) = Store::open_capped(&path, Some(64 * 1024)).unwrap();
+        let mut written = 0;
+        let failure = loop {
+            let mut r = run(&format!("r{written}"));
+            r.sql = StoredSql::new(&"x".repeat(8_000));
+            match store.insert(&r).await {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 1_000, "the cap never bit");
+        };
+        assert!(failure.to_string().contains("full"), "{failure}");
+        assert!(!failure.to_string().contains("runs.sqlite"), "no path in the message: {failure}");
+        assert_eq!(store.get("kept").await.unwrap().unwrap().run_id, "kept");
+        assert!(written >= 1, "some runs fit");
+        assert_eq!(store.list(100).await.unwrap().len(), written + 1, "reads go on");
+        // Pruning frees room again.
+        assert!(store.prune(1, None).await.unwrap() > 0);
+        store.insert(&run("after")).await.unwrap();
     }
 
     #[tokio::test]

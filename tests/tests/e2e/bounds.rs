@@ -219,3 +219,33 @@ async fn a_schema_is_computed_once_however_many_ask_together() {
     assert!(metrics.contains(r#"route="/datasets/{dataset_id}/schema",code="200"} 8"#), "{metrics}");
     assert!(metrics.contains("csv_analyst_schema_computations_total 1\n"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_run_store_refuses_writes_with_503_and_keeps_serving_reads() {
+    let server = TestServer::start(|c| c.run_store_max_mb = 1).await;
+    let long_sql = format!("SELECT COUNT(*) AS n FROM tickets WHERE category <> '{}'", "x".repeat(12_000));
+    let mut refused = None;
+    for _ in 0..500 {
+        let response = client()
+            .post(format!("{}/runs", server.url))
+            .header("x-client-id", "filler")
+            .json(&json!({"dataset_id": "support", "sql": long_sql}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            refused = Some((response.status().as_u16(), response.json::<Value>().await.unwrap()));
+            break;
+        }
+    }
+    let (code, body) = refused.expect("a 1 MiB store fills up");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["type"], "STORE_UNAVAILABLE");
+    assert!(!body["error"]["message"].as_str().unwrap().contains("runs.sqlite"), "no paths: {body}");
+    assert_healthy(&server).await;
+    let (code, list) = server.get("/runs?limit=5").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 5);
+    let (code, _) = server.get("/datasets").await;
+    assert_eq!(code, 200);
+}
