@@ -249,3 +249,63 @@ async fn a_full_run_store_refuses_writes_with_503_and_keeps_serving_reads() {
     let (code, _) = server.get("/datasets").await;
     assert_eq!(code, 200);
 }
+
+/// The service's memory under a hostile mix stays within its documented bound
+/// (docs/security.md): wide results, 200 KiB SQL bodies, chat turns and
+/// `GET /runs?limit=500` over them, from many clients at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_memory_stays_bounded_under_a_hostile_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(crate::support::workspace_binary("orchestrator"))
+        .env_clear()
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATASETS_DIR", crate::support::datasets_dir())
+        .env("RUN_STORE_PATH", dir.path().join("runs.sqlite"))
+        .env("RUNNER_CACHE_DIR", crate::support::cache_dir())
+        .env("LLM_PROVIDER", "none")
+        .env("QUEUE_TIMEOUT_MS", "60000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    crate::support::wait_until_ready(&url).await;
+    let long_sql = format!("SELECT COUNT(*) AS n FROM tickets WHERE category <> '{}'", "x".repeat(200_000));
+    let mut requests = Vec::new();
+    for i in 0..120 {
+        let (path, body) = match i % 3 {
+            0 => ("/runs", json!({"dataset_id": "sensors", "sql": "SELECT * FROM sensors"})),
+            1 => ("/runs", json!({"dataset_id": "support", "sql": long_sql})),
+            _ => ("/chat", json!({"dataset_id": "support", "message": "SQL: SELECT * FROM tickets"})),
+        };
+        let target = format!("{url}{path}");
+        requests.push(tokio::spawn(async move {
+            let response = client().post(target).header("x-client-id", format!("c{i}")).json(&body).send().await;
+            response.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    for _ in 0..10 {
+        let response = client().get(format!("{url}/runs?limit=500")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    // The documented bound for this mix: well under the chart's 512 Mi.
+    assert!(peak_kib < 400 * 1024, "peak RSS {} MiB", peak_kib / 1024);
+    std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("peak RSS under the hostile mix: {} MiB\n", peak_kib / 1024).as_bytes(),
+    )
+    .unwrap();
+}
