@@ -649,7 +649,8 @@ async fn k8s_a_200_kib_query_is_refused_up_front_naming_the_limit() {
 /// outcome; the gauge is back to 0 and no Job is left.
 #[tokio::test(flavor = "multi_thread")]
 async fn k8s_a_client_that_hangs_up_mid_run_leaves_a_finished_run_and_no_job() {
-    let fake = FakeKube::start(Faults::default()).await;
+    // The log comes a second late, so the run is surely going when the client gives up.
+    let fake = FakeKube::start(Faults { log_delay: Some(Duration::from_secs(1)), ..Faults::default() }).await;
     let server = server(&fake, |c| c.k8s.k8s_delete_jobs = true).await;
     let hung_up =
         client().post(format!("{}/runs", server.url)).json(&seed()).timeout(Duration::from_millis(300)).send().await;
