@@ -8,19 +8,17 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{ApiError, ApiJson, ApiPath, ListParams, SSE_KEEP_ALIVE, client_key};
+use super::{ApiError, ApiJson, ApiPath, ClientKey, ListParams, SSE_KEEP_ALIVE};
 use crate::chat::{self, ChatRequest, ChatResponse, Progress, ProgressSink};
 use crate::error::Error;
-use crate::server::ClientAddr;
 use crate::state::AppState;
 
 /// Threads listed when no limit is given, and at most.
@@ -29,12 +27,11 @@ const MAX_THREADS: usize = 200;
 
 pub async fn chat(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    addr: Option<Extension<ClientAddr>>,
+    ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let mut prepared = chat::prepare(&state, request).await?;
-    prepared.client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
+    prepared.client = client;
     let owned = state.clone();
     let task = tokio::spawn(async move { chat::run(&owned, prepared, "chat", ProgressSink::default()).await });
     let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
@@ -51,12 +48,11 @@ enum Streamed {
 
 pub async fn chat_stream(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    addr: Option<Extension<ClientAddr>>,
+    ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let mut prepared = chat::prepare(&state, request).await?;
-    prepared.client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
+    prepared.client = client;
     let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
     let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
     let turn = prepared.turn.clone();

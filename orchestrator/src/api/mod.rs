@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -119,26 +119,34 @@ async fn drop_oversized_request_id(mut request: Request, next: Next) -> Response
 }
 
 /// Who a request is from, for MAX_RUNS_PER_CLIENT: its `x-client-id` (visible ASCII,
-/// at most 100 characters), else its address.
-pub fn client_key(headers: &HeaderMap, addr: Option<&ClientAddr>) -> Option<String> {
-    let id = headers
-        .get("x-client-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic()));
-    match (id, addr) {
-        (Some(id), _) => Some(format!("id:{id}")),
-        (None, Some(ClientAddr(peer))) => Some(format!("ip:{}", peer.ip())),
-        (None, None) => None,
+/// at most 100 characters), else its connection's address; `None` when neither is
+/// known (a router served without [`crate::server::serve`]).
+pub struct ClientKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get("x-client-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic()));
+        let key = match (id, parts.extensions.get::<ClientAddr>()) {
+            (Some(id), _) => Some(format!("id:{id}")),
+            (None, Some(ClientAddr(peer))) => Some(format!("ip:{}", peer.ip())),
+            (None, None) => None,
+        };
+        Ok(ClientKey(key))
     }
 }
 
 async fn create_run(
     State(state): State<AppState>,
     headers: HeaderMap,
-    addr: Option<Extension<ClientAddr>>,
+    ClientKey(client): ClientKey,
     ApiJson(submission): ApiJson<RunSubmission>,
 ) -> Result<Response, ApiError> {
-    let client = client_key(&headers, addr.as_ref().map(|Extension(a)| a));
     let origin = Origin { request_id: request_id(&headers), turn_id: None, client };
     let run = runs::submit(&state, submission, origin).await?;
     Ok(Json(run).into_response())
