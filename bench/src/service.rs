@@ -30,6 +30,9 @@ async fn run(datasets: &Path, plan: &Plan) -> anyhow::Result<ServiceRow> {
     config.datasets_dir = datasets.to_path_buf();
     config.run_store_path = store.path().join("runs.sqlite");
     config.max_concurrent_runs = Some(8);
+    // All the benchmark's clients come from one address: one client's share must not
+    // cap the concurrency-8 loop (by default it is three quarters of the slots).
+    config.max_runs_per_client = Some(8);
     config.queue_timeout_ms = 60_000;
     config.log_level = Some("warn".into());
     let state = orchestrator::server::build_state(config).await?;

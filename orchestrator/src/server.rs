@@ -9,7 +9,7 @@ use anyhow::Context;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use runner_host::{ModuleSource, SandboxOptions, module};
+use runner_host::{ModuleSource, Profiler, SandboxOptions, module};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -58,6 +58,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             let options = SandboxOptions {
                 module: ModuleSource::from_option(config.runner_module.clone()),
                 cache_dir: config.runner_cache_dir.clone().or_else(module::default_cache_dir),
+                profiler: Profiler::None,
             };
             Provider::Local(LocalProvider::start(options, config.datasets_dir.clone()))
         }

@@ -23,7 +23,7 @@ use protocol::registry::Dataset;
 use protocol::{ErrorType, RunRequest, RunResult};
 
 pub use module::{LoadedFrom, ModuleError, ModuleSource};
-pub use sandbox::{Sandbox, SandboxOptions};
+pub use sandbox::{Profiler, Sandbox, SandboxOptions};
 
 /// A request for `sql` over `dataset`, with default limits and the paths the
 /// runner image uses (`/data/<path in the registry>`).

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use protocol::registry::Registry;
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus, defaults};
 use runner_host::sandbox::{self, CpuTarget};
-use runner_host::{ModuleSource, Sandbox, SandboxOptions, module, request_for};
+use runner_host::{ModuleSource, Profiler, Sandbox, SandboxOptions, module, request_for};
 
 /// Exit status for a query that ran and failed (error or timeout).
 const EXIT_QUERY_ERROR: u8 = 1;
@@ -58,6 +58,7 @@ impl ModuleArgs {
         SandboxOptions {
             module: ModuleSource::from_option(self.module.clone()),
             cache_dir: self.cache_dir.clone().or_else(module::default_cache_dir),
+            profiler: Profiler::None,
         }
     }
 }

@@ -25,7 +25,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus};
-use wasmtime::{Config, Engine, InstancePre, Linker, OptLevel, ResourceLimiter, Store, Trap, WasmFeatures};
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, OptLevel, ProfilingStrategy, ResourceLimiter, Store, Trap, WasmFeatures,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -114,17 +116,50 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Where the module comes from and where compilations are cached.
+/// Where the module comes from, where compilations are cached, and whether a native
+/// profiler is told where the compiled guest functions are.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
     pub module: ModuleSource,
     /// The compilation cache; `None` compiles in memory at every start.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// [`Profiler::None`] but for profiling (the benchmark's `--profile`).
+    pub profiler: Profiler,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
-        SandboxOptions { module: ModuleSource::Embedded, cache_dir: module::default_cache_dir() }
+        SandboxOptions {
+            module: ModuleSource::Embedded,
+            cache_dir: module::default_cache_dir(),
+            profiler: Profiler::None,
+        }
+    }
+}
+
+/// Which native profiler the engine tells where each compiled guest function lies.
+/// Without one, `perf` sees the guest as anonymous executable memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profiler {
+    /// Nothing is written (production).
+    #[default]
+    None,
+    /// `/tmp/perf-<pid>.map`, which `perf report` reads to name JIT code: guest samples
+    /// are attributed to the module's functions (by their name-section names, or
+    /// `wasm[0]::function[N]` when the module has no name section). Cached and
+    /// precompiled modules get it too: wasmtime registers the code with the profiler
+    /// whenever it loads a module, and the profiler is not part of the engine's
+    /// compatibility hash, so the same cache entry serves. (wasmtime writes perf maps
+    /// without its `profiling` feature, which this crate leaves off.)
+    PerfMap,
+}
+
+impl Profiler {
+    fn strategy(self) -> ProfilingStrategy {
+        match self {
+            Profiler::None => ProfilingStrategy::None,
+            Profiler::PerfMap => ProfilingStrategy::PerfMap,
+        }
     }
 }
 
@@ -190,8 +225,11 @@ impl CpuTarget {
 pub fn precompile(source: &ModuleSource, cpu: CpuTarget, cache_dir: Option<&Path>) -> Result<Vec<u8>, ModuleError> {
     let fail = |message: String| ModuleError { source_name: source.to_string(), message };
     if cpu == CpuTarget::Native {
-        let sandbox =
-            Sandbox::new(&SandboxOptions { module: source.clone(), cache_dir: cache_dir.map(Path::to_path_buf) })?;
+        let sandbox = Sandbox::new(&SandboxOptions {
+            module: source.clone(),
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            profiler: Profiler::None,
+        })?;
         return sandbox.precompiled().map_err(fail);
     }
     let mut config = engine_config();
@@ -251,7 +289,9 @@ impl Sandbox {
     /// Builds the engine, loads the module (from the cache when it can) and links WASI.
     pub fn new(options: &SandboxOptions) -> Result<Sandbox, ModuleError> {
         let fail = |message: String| ModuleError { source_name: options.module.to_string(), message };
-        let engine = Engine::new(&engine_config()).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
+        let mut config = engine_config();
+        config.profiler(options.profiler.strategy());
+        let engine = Engine::new(&config).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
         let loaded = module::load(&engine, &options.module, options.cache_dir.as_deref())?;
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use protocol::{ErrorType, RunRequest, RunResult, RunStatus, TableFile};
-use runner_host::{ModuleSource, Sandbox, SandboxOptions};
+use runner_host::{ModuleSource, Profiler, Sandbox, SandboxOptions};
 
 const WASI: &str = r#"
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -33,7 +33,8 @@ fn hostile(body: &str) -> Hostile {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("t.csv"), "a\n1\n").unwrap();
-    let sandbox = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None }).unwrap();
+    let options = SandboxOptions { module: ModuleSource::File(module), cache_dir: None, profiler: Profiler::None };
+    let sandbox = Sandbox::new(&options).unwrap();
     Hostile { _dir: dir, data, sandbox }
 }
 
@@ -245,9 +246,8 @@ fn imports_beyond_wasi_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("m.wat");
     std::fs::write(&module, r#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#).unwrap();
-    let err = Sandbox::new(&SandboxOptions { module: ModuleSource::File(module), cache_dir: None })
-        .err()
-        .expect("must not load");
+    let options = SandboxOptions { module: ModuleSource::File(module), cache_dir: None, profiler: Profiler::None };
+    let err = Sandbox::new(&options).err().expect("must not load");
     assert!(err.to_string().contains("imports the sandbox does not provide"), "{err}");
 }
 

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use protocol::registry::Registry;
 use protocol::{RunRequest, RunResult};
-use runner_host::{ModuleSource, Sandbox, SandboxOptions};
+use runner_host::{ModuleSource, Profiler, Sandbox, SandboxOptions};
 use serde_json::Value;
 
 pub fn workspace() -> PathBuf {
@@ -33,8 +33,9 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        Sandbox::new(&SandboxOptions { module: ModuleSource::Embedded, cache_dir: Some(cache_dir()) })
-            .expect("the embedded guest loads")
+        let options =
+            SandboxOptions { module: ModuleSource::Embedded, cache_dir: Some(cache_dir()), profiler: Profiler::None };
+        Sandbox::new(&options).expect("the embedded guest loads")
     })
 }
 
