@@ -42,6 +42,8 @@ fn build_guest() -> PathBuf {
     for input in [
         "runner-guest/src",
         "runner-guest/Cargo.toml",
+        "csv-decoder/src",
+        "csv-decoder/Cargo.toml",
         "protocol/src",
         "protocol/Cargo.toml",
         "Cargo.lock",

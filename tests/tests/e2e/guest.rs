@@ -107,6 +107,34 @@ fn joins_across_the_ecommerce_tables_match_the_csv() {
     assert_eq!(r.rows, vec![vec![json!(0)]]);
 }
 
+/// The scans tell the planner their files' sizes, so a hash join is built on the
+/// small product table whichever side the query names it on.
+#[test]
+fn joins_build_their_hash_table_on_the_smaller_table() {
+    for sql in [
+        "EXPLAIN SELECT inv.category, COUNT(*) FROM order_items i JOIN inventory inv \
+         ON inv.product_id = i.product_id GROUP BY inv.category",
+        "EXPLAIN SELECT inv.category, COUNT(*) FROM inventory inv JOIN order_items i \
+         ON inv.product_id = i.product_id GROUP BY inv.category",
+    ] {
+        let r = run_request(&datasets_dir(), request(&datasets_dir(), "ecommerce", sql));
+        assert_eq!(r.status, RunStatus::Success, "{:?}", r.error);
+        let plan = r
+            .rows
+            .iter()
+            .find(|row| row[0] == json!("physical_plan"))
+            .and_then(|row| row[1].as_str())
+            .unwrap_or_else(|| panic!("no physical plan in {:?}", r.rows))
+            .to_string();
+        let join = &plan[plan.find("HashJoinExec").unwrap_or_else(|| panic!("no hash join in {plan}"))..];
+        assert!(join.starts_with("HashJoinExec: mode=CollectLeft"), "{plan}");
+        // The first child of a CollectLeft join is its build side.
+        let build = join.find("table=inventory").unwrap_or_else(|| panic!("{plan}"));
+        let probe = join.find("table=order_items").unwrap_or_else(|| panic!("{plan}"));
+        assert!(build < probe, "order_items is the build side:\n{plan}");
+    }
+}
+
 #[test]
 fn window_functions_work() {
     let t = tickets();
@@ -288,6 +316,72 @@ fn a_file_that_does_not_match_its_schema_is_a_dataset_error() {
     std::fs::remove_file(dir.path().join("t.csv")).unwrap();
     let r = run_request(dir.path(), request(dir.path(), "d", "SELECT * FROM t"));
     assert_eq!(r.error_type(), Some(ErrorType::DatasetError));
+}
+
+/// A one-table dataset `d` whose table `t` is `csv`, with columns `a` (INTEGER) and
+/// `b` (VARCHAR).
+fn hostile_dataset(csv: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.csv"), csv).unwrap();
+    std::fs::write(
+        dir.path().join("registry.json"),
+        r#"{"datasets":[{"id":"d","files":[{"name":"t.csv","path":"t.csv",
+            "schema":{"a":{"type":"INTEGER"},"b":{"type":"VARCHAR"}}}]}]}"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// Hostile CSV meets the fast reader: each file gives the error arrow-csv gives (the
+/// reader hands such files to it), as a DATASET_ERROR naming the table, or reads as
+/// arrow-csv reads it; all within the default memory cap and deadline.
+#[test]
+fn hostile_csv_files_fail_clearly_within_the_limits() {
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("a ragged row", b"a,b\n1,x\n2\n3,z\n", "incorrect number of fields for line 3"),
+        ("a long row", b"a,b\n1,x\n2,y,extra\n", "incorrect number of fields for line 3"),
+        ("invalid UTF-8", b"a,b\n1,x\n2,\xff\xfe\n", "invalid UTF-8 data for line 3"),
+        ("a value that is not a number", b"a,b\n1,x\ntwo,y\n", "Error while parsing value 'two'"),
+    ];
+    for (name, csv, expected) in cases {
+        let dir = hostile_dataset(csv);
+        let started = Instant::now();
+        let r = run_request(dir.path(), request(dir.path(), "d", "SELECT a, b FROM t"));
+        let error = r.error.unwrap_or_else(|| panic!("{name}: the run succeeded: {:?}", r.rows));
+        assert_eq!(error.error_type, ErrorType::DatasetError, "{name}: {}", error.message);
+        assert!(error.message.contains("table t") && error.message.contains(expected), "{name}: {}", error.message);
+        assert!(started.elapsed() < Duration::from_secs(10), "{name} took {:?}", started.elapsed());
+    }
+
+    // NUL bytes are text like any other; a quote left open runs to the end of the file,
+    // as csv-core reads it.
+    let dir = hostile_dataset(b"a,b\n1,x\0y\n2,\"open\n3,z\n");
+    let r = run_request(dir.path(), request(dir.path(), "d", "SELECT a, b FROM t ORDER BY a"));
+    assert_eq!(r.status, RunStatus::Success, "{:?}", r.error);
+    assert_eq!(r.rows, vec![vec![json!(1), json!("x\u{0}y")], vec![json!(2), json!("open\n3,z\n")]]);
+}
+
+/// Lines longer than the fast reader buffers (16 MiB) go to arrow-csv, which holds the
+/// record whole, as it always did: a 20 MB line is read; a 100 MB line needs more than
+/// the default 256 MiB and ends the run cleanly at the memory cap.
+#[test]
+fn very_long_lines_are_read_or_stopped_by_the_memory_cap() {
+    for (length, fits) in [(20_000_000, true), (100_000_000, false)] {
+        let mut csv = b"a,b\n1,".to_vec();
+        csv.resize(csv.len() + length, b'x');
+        csv.extend_from_slice(b"\n2,short\n");
+        let dir = hostile_dataset(&csv);
+        let started = Instant::now();
+        let sql = "SELECT COUNT(*) AS n, MAX(length(b)) AS longest FROM t";
+        let r = run_request(dir.path(), request(dir.path(), "d", sql));
+        if fits {
+            assert_eq!(r.status, RunStatus::Success, "{:?}", r.error);
+            assert_eq!(r.rows, vec![vec![json!(2), json!(length)]]);
+        } else {
+            assert_eq!(r.error_type(), Some(ErrorType::MemoryLimit), "{:?}", r.error);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{length}: took {:?}", started.elapsed());
+    }
 }
 
 #[test]
