@@ -87,6 +87,9 @@ impl<R: Read> CsvReader<R> {
         let projected = SchemaRef::new(file_schema.project(&projection)?);
         let decoders: Option<Vec<Decode>> =
             projected.fields().iter().map(|field| Decode::for_type(field.data_type())).collect();
+        let mut seen = vec![false; file_schema.fields().len()];
+        let repeated = projection.iter().any(|&i| std::mem::replace(&mut seen[i], true));
+        let shape_ok = !repeated && options.batch_size > 0 && projected.fields().iter().all(|f| f.is_nullable());
         let input = open()?;
         let mut reader = CsvReader {
             open: Box::new(open),
@@ -98,12 +101,14 @@ impl<R: Read> CsvReader<R> {
             rows: 0,
             fallback: None,
         };
+        let start_slow = |reader: &mut CsvReader<R>, input: R, reason: Unsupported| {
+            reader.fallback = Some(reason);
+            reader.arrow_csv(input).map(|slow| State::Slow(Box::new(slow)))
+        };
         reader.state = match decoders {
+            Some(_) if !shape_ok => start_slow(&mut reader, input, Unsupported::Shape)?,
             Some(decoders) => State::Fast(Box::new(Fast::new(input, &reader, decoders))),
-            None => {
-                reader.fallback = Some(Unsupported::ColumnType);
-                State::Slow(Box::new(reader.arrow_csv(input)?))
-            }
+            None => start_slow(&mut reader, input, Unsupported::ColumnType)?,
         };
         Ok(reader)
     }
@@ -233,7 +238,7 @@ impl<R: Read> Fast<R> {
                 // batches hold `batch_size` records as arrow-csv's do. (Where a batch
                 // ends decides which of two errors in one file arrow-csv meets first.)
                 let record_so_far = window.len() - split.consumed;
-                if record_so_far >= options.max_record_bytes || window.len() >= MAX_WINDOW / 2 {
+                if record_so_far >= options.max_record_bytes || window.len() >= MAX_WINDOW {
                     return Err(Unsupported::LongRecord.into());
                 }
                 want = window.len() * 2;
@@ -260,14 +265,19 @@ impl<R: Read> Fast<R> {
                 .map(|(decode, spans)| decode.build(data, spans, &mut self.scratch))
                 .collect::<Result<Vec<_>, _>>()?;
             let options = RecordBatchOptions::new().with_row_count(Some(split.records));
+            // The arrays follow the projected schema, one element per record, all
+            // nullable (checked when the reader was made): this cannot fail, and if it
+            // did, arrow-csv would say why.
             let batch = RecordBatch::try_new_with_options(projected.clone(), arrays, &options)
-                .expect("the arrays follow the projected schema, one element per record");
+                .map_err(|_| Unsupported::Shape)?;
             return Ok(Some(batch));
         }
     }
 
-    /// Reads until the window holds `want` bytes or the file ends.
+    /// Reads until the window holds `want` bytes (at most [`MAX_WINDOW`], which spans
+    /// can address) or the file ends.
     fn fill(&mut self, want: usize) -> io::Result<()> {
+        let want = want.min(MAX_WINDOW);
         if self.eof || self.end - self.start >= want {
             return Ok(());
         }

@@ -21,6 +21,8 @@
 pub enum Unsupported {
     /// A projected column's type is not one the fast path decodes.
     ColumnType,
+    /// A non-nullable column, a column projected twice, or a batch size of 0.
+    Shape,
     /// A field holds a quote but is not `"…"` with `""` escapes.
     Quoting,
     /// A `\r` not followed by `\n`.
@@ -43,6 +45,7 @@ impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Unsupported::ColumnType => "a projected column's type is read by arrow-csv",
+            Unsupported::Shape => "a non-nullable column, a column projected twice, or a batch size of 0",
             Unsupported::Quoting => "a field's quoting is not \"…\" with \"\" escapes",
             Unsupported::BareCarriageReturn => "a carriage return without a line feed",
             Unsupported::EmptyLine => "an empty line",
@@ -124,7 +127,10 @@ impl Splitter {
     /// terminator); otherwise a record cut by the end of `data` is left for the next call.
     /// The spans found replace the previous call's.
     pub(crate) fn split(&mut self, data: &[u8], eof: bool, max_records: usize) -> Result<Split, Unsupported> {
-        debug_assert!(data.len() <= MAX_WINDOW);
+        if data.len() > MAX_WINDOW {
+            // Spans could not address it (the reader never makes such a window).
+            return Err(Unsupported::LongRecord);
+        }
         for spans in &mut self.spans {
             spans.clear();
         }

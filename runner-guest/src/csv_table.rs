@@ -29,6 +29,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -317,8 +318,13 @@ impl ExecutionPlan for CsvScanExec {
         self.inner.execute(partition, ctx)
     }
 
-    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
-        Ok(self.statistics.clone())
+    fn statistics_from_inputs(&self, _inputs: &[Arc<Statistics>], args: &StatisticsArgs) -> Result<Arc<Statistics>> {
+        match args.partition() {
+            None | Some(0) => Ok(self.statistics.clone()),
+            Some(partition) => {
+                Err(DataFusionError::Internal(format!("a CSV scan has one partition, not partition {partition}")))
+            }
+        }
     }
 }
 
@@ -359,7 +365,8 @@ impl PartitionStream for CsvPartition {
     }
 }
 
-/// Counts the bytes read, for the run's stats.
+/// Counts the bytes read, for the run's stats (a file the decoder hands over to
+/// arrow-csv is read again from its start, and counted again).
 struct CountingReader {
     inner: File,
     bytes_read: BytesRead,
