@@ -22,6 +22,7 @@ const GUEST_PROFILE: &str = "guest";
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RUNNER_GUEST_WASM");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     if env::var_os("CARGO_FEATURE_EMBEDDED_GUEST").is_none() {
         return;
     }
@@ -121,6 +122,11 @@ fn is_build_script_env(name: &str) -> bool {
 /// The host build's target directory: the ancestor of OUT_DIR that cargo marked
 /// with CACHEDIR.TAG (this finds `target/` whether or not `--target` is given).
 fn target_root(workspace: &Path) -> PathBuf {
+    // CARGO_TARGET_DIR when set (CI keeps it outside the clone and creates it before
+    // cargo does, so it has no CACHEDIR.TAG); otherwise the folder cargo tagged.
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return workspace.join(dir);
+    }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     out_dir
         .ancestors()

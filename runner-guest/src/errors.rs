@@ -43,7 +43,7 @@ fn plan_error(message: &str, tables: &[String]) -> (ErrorType, String) {
     if message.starts_with("table function '") {
         return (
             ErrorType::SqlNotAllowed,
-            format!("{message}: table functions other than generate_series and range are not available"),
+            format!("{message}: table functions other than generate_series, range and unnest are not available"),
         );
     }
     (ErrorType::SqlPlanError, message.to_string())

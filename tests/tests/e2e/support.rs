@@ -260,11 +260,27 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The workspace's inputs to its binaries, for a binary that has no dep-info file: the
+/// sources of every workspace crate `orchestrator` and `runner-host` link (the guest and
+/// its reader included, since they are embedded), the lock file and the page's assets.
+const WORKSPACE_INPUTS: &[&str] = &[
+    "Cargo.lock",
+    "protocol/src",
+    "csv-decoder/src",
+    "runner-guest/src",
+    "runner-host/src",
+    "runner-host/build.rs",
+    "orchestrator/src",
+    "orchestrator/assets",
+];
+
 /// The most recently modified input of a binary, and when. The inputs are those cargo
 /// lists in the dep-info file next to it (`<binary>.d`): the source files of every
 /// workspace crate it links, the files and folders their build scripts watch (the
 /// embedded guest and its sources included). Cargo relinks the binary when any of them
-/// changes, so a newer one means the binary predates it.
+/// changes, so a newer one means the binary predates it. Only `cargo build` writes that
+/// file; a binary `cargo test` built (as CI's one `cargo test --release` does) is
+/// checked against the workspace's sources instead ([`WORKSPACE_INPUTS`]).
 fn newest_input(binary: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
     fn walk(path: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
         if path.is_dir() {
@@ -279,6 +295,16 @@ fn newest_input(binary: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
         }
     }
     let dep_info = binary.with_extension("d");
+    if !dep_info.is_file() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace");
+        let mut newest = None;
+        for input in WORKSPACE_INPUTS {
+            let path = workspace.join(input);
+            assert!(path.exists(), "{} is gone: update WORKSPACE_INPUTS", path.display());
+            walk(&path, &mut newest);
+        }
+        return newest;
+    }
     let text = std::fs::read_to_string(&dep_info)
         .unwrap_or_else(|e| panic!("{}: {e} (cargo writes it with the binary)", dep_info.display()));
     // `<binary>: <input> <input> ...`, spaces inside a path escaped as `\ `.
