@@ -31,9 +31,8 @@
 //!   ([`Profiler::PerfMap`]: `/tmp/perf-<pid>.map`), so that `perf record -g -p <pid>`
 //!   then `perf report` name the guest's functions instead of `[unknown]` JIT code. The
 //!   compilation cache serves as usual: wasmtime registers a module's code with the
-//!   profiler whenever it loads it, cached or not. The functions have their Rust names
-//!   only if the guest module keeps its `name` section (the `guest` profile's
-//!   `strip = true` drops it; the bench says so), else `wasm[0]::function[N]`.
+//!   profiler whenever it loads it, cached or not. The functions have their Rust names:
+//!   the `guest` profile strips debug info only and keeps the `name` section.
 
 mod measure;
 mod service;
@@ -304,12 +303,6 @@ fn profile(cli: &Cli, data: &Path) -> anyhow::Result<()> {
     let pid = std::process::id();
     println!("bench: pid {pid}: `{sql}` over {:.0} MB, for {} s", csv_mb(&dir, id)?, cli.profile_seconds);
     println!("bench: the guest's functions are listed in /tmp/perf-{pid}.map");
-    if !has_name_section(runner_host::module::embedded::WASM) {
-        println!(
-            "bench: note: the embedded guest has no `name` section (the `guest` profile's `strip = true` drops \
-             it), so perf shows wasm[0]::function[N]; build the guest with `strip = \"debuginfo\"` for Rust names"
-        );
-    }
     println!("bench: in another shell: perf record -g -p {pid}   (it stops when this run ends, or at Ctrl-C)");
     println!("bench: then: perf report   (as the same user: perf ignores a map file someone else owns)");
 
@@ -322,36 +315,6 @@ fn profile(cli: &Cli, data: &Path) -> anyhow::Result<()> {
     }
     println!("bench: {} runs, median {:.1} ms", runs.len(), Samples::from_secs(&runs).median_ms());
     Ok(())
-}
-
-/// Whether a wasm module has a `name` custom section (its function names, which
-/// wasmtime hands to profilers).
-fn has_name_section(wasm: &[u8]) -> bool {
-    let Some(mut rest) = wasm.get(8..) else { return false };
-    while let Some((&id, after)) = rest.split_first() {
-        let Some((size, after)) = leb128(after) else { return false };
-        let Some(body) = after.get(..size) else { return false };
-        if id == 0
-            && let Some((length, name)) = leb128(body)
-            && name.get(..length) == Some(&b"name"[..])
-        {
-            return true;
-        }
-        rest = &after[size..];
-    }
-    false
-}
-
-/// An unsigned LEB128 number (at most 32 bits) and the bytes after it.
-fn leb128(bytes: &[u8]) -> Option<(usize, &[u8])> {
-    let mut value = 0usize;
-    for (i, &byte) in bytes.iter().enumerate().take(5) {
-        value |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, &bytes[i + 1..]));
-        }
-    }
-    None
 }
 
 fn datasets_dir() -> PathBuf {

@@ -19,13 +19,10 @@ impl Samples {
 
     /// The median (the mean of the middle two for an even count); zero when empty.
     pub fn median(&self) -> Duration {
-        let mut sorted = self.0.clone();
-        sorted.sort();
-        match sorted.len() {
-            0 => Duration::ZERO,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+        if self.0.is_empty() {
+            return Duration::ZERO;
         }
+        Duration::from_secs_f64(median_of(self.0.iter().map(Duration::as_secs_f64).collect()))
     }
 
     pub fn median_ms(&self) -> f64 {

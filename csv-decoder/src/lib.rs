@@ -118,11 +118,6 @@ impl<R: Read> CsvReader<R> {
         self.fallback
     }
 
-    /// Data rows returned so far.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// arrow-csv over `input`, from the first row not yet returned.
     fn arrow_csv(&self, input: R) -> Result<arrow_csv::reader::BufReader<BufReader<R>>, ArrowError> {
         let builder = arrow_csv::ReaderBuilder::new(self.file_schema.clone())

@@ -30,8 +30,7 @@ pub async fn chat(
     ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let mut prepared = chat::prepare(&state, request).await?;
-    prepared.client = client;
+    let prepared = chat::prepare(&state, request, client).await?;
     let owned = state.clone();
     let task = tokio::spawn(async move { chat::run(&owned, prepared, "chat", ProgressSink::default()).await });
     let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
@@ -51,8 +50,7 @@ pub async fn chat_stream(
     ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let mut prepared = chat::prepare(&state, request).await?;
-    prepared.client = client;
+    let prepared = chat::prepare(&state, request, client).await?;
     let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
     let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
     let turn = prepared.turn.clone();

@@ -154,7 +154,7 @@ pub struct PreparedTurn {
 
 /// Validates a chat request and records its turn. Every refusal here (400, 404,
 /// 409, 503) happens before anything is stored or streamed.
-pub async fn prepare(state: &AppState, request: ChatRequest) -> Result<PreparedTurn, Error> {
+pub async fn prepare(state: &AppState, request: ChatRequest, client: Option<String>) -> Result<PreparedTurn, Error> {
     let chars = request.message.chars().count();
     if request.message.trim().is_empty() {
         return Err(Error::invalid("message must not be empty"));
@@ -212,7 +212,7 @@ pub async fn prepare(state: &AppState, request: ChatRequest) -> Result<PreparedT
         finished_at: None,
     };
     state.store().insert_turn(&turn).await?;
-    Ok(PreparedTurn { turn, thread, mode, body, client: None })
+    Ok(PreparedTurn { turn, thread, mode, body, client })
 }
 
 /// `SQL: …` and `PLAN: …` (any case, leading blanks allowed) skip the model.
