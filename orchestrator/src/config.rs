@@ -2,8 +2,10 @@
 //! environment variable, with a default that works on a laptop. The names are the
 //! contract the Helm chart and the runbook use; README.md lists them in one table.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -132,7 +134,7 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
 
     #[command(flatten)]
-    pub llm: crate::llm::LlmConfig,
+    pub llm: LlmConfig,
 
     #[command(flatten)]
     pub chat: ChatConfig,
@@ -174,6 +176,129 @@ pub struct ChatConfig {
     /// Wall-clock limit of a chat turn.
     #[arg(long, env = "CHAT_TURN_TIMEOUT_SECONDS", default_value_t = 90.0, global = true)]
     pub chat_turn_timeout_seconds: f64,
+}
+
+/// Which model provider the agent uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderChoice {
+    /// OpenAI if OPENAI_API_KEY or OPENAI_BASE_URL is set, else Anthropic if
+    /// ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL is set, else none.
+    Auto,
+    /// OpenAI Chat Completions, or any OpenAI-compatible server at OPENAI_BASE_URL.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+    /// No model: only `SQL:` and `PLAN:` messages work.
+    None,
+}
+
+/// An API key. Its `Debug` prints `[redacted]` and it has no `Display`, so a key
+/// cannot slip into a log line or an error through formatting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the one place that puts it into a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the key is empty or white space (a key set but left blank).
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+
+    /// The key without surrounding white space.
+    pub fn trimmed(&self) -> ApiKey {
+        ApiKey(self.0.trim().to_string())
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(key: &str) -> Result<ApiKey, Self::Err> {
+        Ok(ApiKey(key.to_string()))
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> ApiKey {
+        ApiKey(key)
+    }
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> ApiKey {
+        ApiKey(key.to_string())
+    }
+}
+
+/// The model settings (`crate::llm` reads them), flattened into [`Config`].
+#[derive(Debug, Clone, Args)]
+pub struct LlmConfig {
+    /// auto (default: whichever key or base URL is set) | openai | anthropic | none.
+    #[arg(long, env = "LLM_PROVIDER", value_enum, default_value_t = ProviderChoice::Auto, global = true)]
+    pub llm_provider: ProviderChoice,
+
+    /// Key for the OpenAI API (not needed for an OpenAI-compatible server at OPENAI_BASE_URL).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<ApiKey>,
+
+    /// Default https://api.openai.com/v1; any OpenAI-compatible server (vLLM, Ollama,
+    /// llama.cpp llama-server) works, and then no key is required.
+    #[arg(long, env = "OPENAI_BASE_URL", global = true)]
+    pub openai_base_url: Option<String>,
+
+    /// The OpenAI (or OpenAI-compatible) model name.
+    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini", global = true)]
+    pub openai_model: String,
+
+    /// Key for the Anthropic API (not needed with ANTHROPIC_BASE_URL pointing elsewhere).
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true, global = true)]
+    pub anthropic_api_key: Option<ApiKey>,
+
+    /// Default https://api.anthropic.com.
+    #[arg(long, env = "ANTHROPIC_BASE_URL", global = true)]
+    pub anthropic_base_url: Option<String>,
+
+    /// The Anthropic model name.
+    #[arg(long, env = "ANTHROPIC_MODEL", default_value = "claude-haiku-4-5", global = true)]
+    pub anthropic_model: String,
+
+    /// Limit of one model request, from sending it to the end of its stream.
+    #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 60.0, global = true)]
+    pub llm_timeout_seconds: f64,
+
+    /// Retries on 429, 5xx and connection failures (never on other 4xx).
+    #[arg(long, env = "LLM_MAX_RETRIES", default_value_t = 2, global = true)]
+    pub llm_max_retries: u32,
+}
+
+impl Default for LlmConfig {
+    /// The same defaults as the flags (for tests and embedding).
+    fn default() -> LlmConfig {
+        LlmConfig {
+            llm_provider: ProviderChoice::Auto,
+            openai_api_key: None,
+            openai_base_url: None,
+            openai_model: "gpt-4o-mini".to_string(),
+            anthropic_api_key: None,
+            anthropic_base_url: None,
+            anthropic_model: "claude-haiku-4-5".to_string(),
+            llm_timeout_seconds: 60.0,
+            llm_max_retries: 2,
+        }
+    }
 }
 
 /// Settings of the Kubernetes provider (`SANDBOX_PROVIDER=k8s`).
@@ -276,16 +401,6 @@ impl Config {
         self.run_memory_limit_mb.saturating_mul(1024 * 1024)
     }
 
-    /// A request for `sql` over `dataset` with this configuration's limits.
-    pub fn run_request(&self, dataset: &protocol::registry::Dataset, sql: &str) -> protocol::RunRequest {
-        let mut request = runner_host::request_for(dataset, sql);
-        request.timeout_ms = self.run_timeout().as_millis() as u64;
-        request.max_rows = self.max_rows;
-        request.max_output_bytes = self.max_output_bytes;
-        request.memory_limit_bytes = self.memory_limit_bytes();
-        request
-    }
-
     /// Runs executing at once, for the configured provider.
     pub fn concurrency(&self) -> usize {
         match self.sandbox_provider {
@@ -332,7 +447,6 @@ impl Config {
         if self.max_runs_per_client == Some(0) {
             return Err("MAX_RUNS_PER_CLIENT must be at least 1".into());
         }
-        crate::sandbox::k8s::validate(&self.k8s)?;
         if self.run_retention_max == 0 {
             return Err("RUN_RETENTION_MAX must be at least 1".into());
         }

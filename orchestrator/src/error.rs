@@ -1,8 +1,11 @@
 //! The service's domain errors: what went wrong, in words, with no HTTP in sight.
 //!
-//! Service functions (runs, datasets, chat) return these; [`crate::api`] turns each
+//! Service functions (runs, datasets, chat) return these; `crate::api` turns each
 //! into a status code and `{"error": {"type", "message"}}` in one place. Queries that
 //! run and fail are not errors here: they are runs, with a status and an error type.
+//!
+//! A leaf: it uses nothing of this crate (each lower layer converts its own errors
+//! into these, e.g. `StoreError` in `crate::store`).
 
 /// Why a request could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,13 +63,6 @@ impl Error {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidRequest(message.into())
-    }
-}
-
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "run store failure");
-        Error::StoreUnavailable(e.to_string())
     }
 }
 

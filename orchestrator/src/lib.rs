@@ -2,19 +2,22 @@
 //! words) over curated CSV datasets and runs it in a WebAssembly sandbox —
 //! in-process (the `local` provider) or as one Kubernetes Job per run (`k8s`).
 //!
-//! - [`config`]: every setting, as flags and environment variables.
-//! - [`api`]: the router and the thin HTTP handlers; [`page`]: the web page.
-//! - [`state`]: the one state the handlers share.
-//! - [`runs`]: a run, its record and its views; [`datasets`]: listings and schemas;
-//!   [`chat`]: the analyst agent, threads and turns; [`plan`]: JSON query plans.
-//! - [`error`]: the domain errors (HTTP-free; [`api::error`] maps them).
-//! - [`policy`]: the SQL policy, checked before any sandbox starts.
-//! - [`sandbox`]: the providers; [`store`]: the SQLite run store;
-//!   [`catalog`]: the datasets; [`llm`]: model clients; [`metrics`]: Prometheus.
-//! - [`server`]: start-up, serving, graceful shutdown.
+//! Its modules are one-way layers; each uses only those below it
+//! (docs/architecture.md draws them, and a test fails on an import cycle):
+//!
+//! 1. Leaves: [`config`] (every setting, as flags and environment variables),
+//!    [`error`] (the domain errors, HTTP-free), [`metrics`] (Prometheus).
+//! 2. Knowledge of data: [`datasets`] (the catalogue and its views), [`policy`] (the
+//!    SQL policy, checked before any sandbox starts), [`plan`] (JSON query plans).
+//! 3. Execution: [`sandbox`] (the providers: in-process, or a Kubernetes Job per run).
+//! 4. Records: [`store`] (the `Store` trait, SQLite; runs, threads, turns).
+//! 5. Services: [`runs`] (admission, policy, sandbox, record), [`chat`] (the analyst
+//!    agent, threads and turns), [`llm`] (model clients).
+//! 6. Edges: [`api`] (the router and thin handlers), [`page`] (the web page),
+//!    [`state`] (what the handlers share), [`server`] (the composition root: start-up,
+//!    serving, graceful shutdown).
 
 pub mod api;
-pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod datasets;

@@ -72,7 +72,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
 fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<String>) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let catalog = orchestrator::catalog::Catalog::load(&config.datasets_dir)?;
+    orchestrator::sandbox::k8s::validate(&config.k8s).map_err(anyhow::Error::msg)?;
+    let catalog = orchestrator::datasets::Catalog::load(&config.datasets_dir)?;
     let dataset = catalog.dataset(dataset_id).ok_or_else(|| {
         anyhow::anyhow!(
             "no dataset {dataset_id:?} in {}; datasets: {}",
@@ -84,7 +85,8 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
     if let Err(refusal) = orchestrator::policy::check(sql, &scope) {
         anyhow::bail!("the query would not run ({}): {}", refusal.error_type, refusal.message);
     }
-    let request = config.run_request(dataset, sql);
+    let settings = orchestrator::runs::RunSettings::from_config(config);
+    let request = settings.request(dataset, sql, orchestrator::runs::Limits::service(&settings));
     let namespace = orchestrator::sandbox::k8s::job_namespace(&config.k8s).map_err(anyhow::Error::msg)?;
     orchestrator::sandbox::k8s::job::check_request_size(&request).map_err(anyhow::Error::msg)?;
     let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

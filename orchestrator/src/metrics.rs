@@ -15,6 +15,9 @@
 //! - `csv_analyst_chat_turns_total{endpoint,status}`, `csv_analyst_llm_requests_total{provider,outcome}`,
 //!   `csv_analyst_llm_request_duration_seconds{provider}`, `csv_analyst_llm_tokens_total{direction}`.
 //! - `csv_analyst_build_info{version}`: always 1.
+//!
+//! A leaf: uses nothing of this crate. The services and the providers get the
+//! metrics they record as handles (a `Counter` is shared by cloning).
 
 use std::sync::atomic::{AtomicI64, AtomicU64};
 

@@ -1,5 +1,11 @@
-//! Start-up and shut-down: open the store, load the catalogue, start the sandbox
-//! provider, serve until SIGTERM or Ctrl-C, and let in-flight runs finish.
+//! The composition root: open the store, load the catalogue, start the sandbox
+//! provider, build the services and the state from them; then serve until SIGTERM
+//! or Ctrl-C, and let in-flight runs finish.
+//!
+//! The only module that knows every layer: it builds each service from the narrow
+//! pieces it needs. Nothing imports it but the binary.
+//!
+//! May use: every module (it is the top of the house).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,18 +19,16 @@ use runner_host::{ModuleSource, Profiler, SandboxOptions, module};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::api;
-use crate::catalog::Catalog;
+use crate::api::{self, ClientAddr};
+use crate::chat::Chat;
 use crate::config::{Config, ProviderKind};
+use crate::datasets::Catalog;
 use crate::llm::LlmClient;
+use crate::metrics::Metrics;
+use crate::runs::{RunSettings, Runs};
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
 use crate::state::AppState;
-use crate::store::Store;
-
-/// The peer address of a connection, for per-client fairness when a request has no
-/// `x-client-id`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::SocketAddr);
+use crate::store::{SqliteStore, Store};
 
 /// How often the run store is pruned and measured.
 const STORE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -33,6 +37,8 @@ const STORE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 /// starts loading its module in the background; the store is pruned in the background).
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    // Checked whatever SANDBOX_PROVIDER says: `render-job` uses them too.
+    crate::sandbox::k8s::validate(&config.k8s).map_err(anyhow::Error::msg).context("invalid configuration")?;
     let catalog = Arc::new(
         Catalog::load(&config.datasets_dir)
             .with_context(|| format!("cannot load the datasets of DATASETS_DIR={}", config.datasets_dir.display()))?,
@@ -49,7 +55,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
     let llm = LlmClient::from_config(&config.llm).map_err(anyhow::Error::msg).context("invalid LLM settings")?;
     let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));
-    let (store, interrupted) = Store::open_capped(&config.run_store_path, store_cap)?;
+    let (store, interrupted) = SqliteStore::open_capped(&config.run_store_path, store_cap)?;
+    let store: Arc<dyn Store> = Arc::new(store);
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
     }
@@ -64,8 +71,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
         ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
-    let state = AppState::new(config, catalog, store, provider, llm);
-    state.provider().use_metrics(state.metrics());
+    let metrics = Arc::new(Metrics::default());
+    provider.use_metrics(&metrics);
+    let runs = Runs::new(RunSettings::from_config(&config), catalog, store.clone(), Arc::new(provider), metrics);
+    let chat = Chat::new(runs.clone(), store, llm, config.llm.clone(), config.chat.clone());
+    let state = AppState::new(config, runs, chat);
     tokio::spawn(maintain_store(state.clone()));
     tokio::spawn(record_module_load(state.clone()));
     Ok(state)
@@ -100,12 +110,12 @@ async fn maintain_store(state: AppState) {
             let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
             humantime::format_rfc3339_millis(cutoff).to_string()
         });
-        match state.store().prune(config.run_retention_max, before).await {
+        match state.runs().store().prune(config.run_retention_max, before).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned old runs"),
             Err(e) => tracing::warn!(error = %e, "cannot prune old runs"),
         }
-        if let Ok((runs, bytes)) = state.store().size().await {
+        if let Ok((runs, bytes)) = state.runs().store().size().await {
             state.metrics().store_runs.set(runs as i64);
             state.metrics().store_bytes.set(bytes as i64);
         }
@@ -130,7 +140,7 @@ pub async fn serve(
         %address,
         provider = state.provider().kind().as_str(),
         datasets = ?state.catalog().ids(),
-        store = %state.store().path().display(),
+        store = %state.runs().store().location(),
         "serving"
     );
     let router = api::router(state.clone());
@@ -177,14 +187,14 @@ pub async fn serve(
             "the orchestrator shut down and the run did not finish within SHUTDOWN_GRACE_SECONDS={}",
             grace.as_secs()
         );
-        match state.store().interrupt_running(&message).await {
+        match state.runs().store().interrupt_running(&message).await {
             Ok(n) => tracing::warn!(runs = n, "shutdown grace over: runs still in flight recorded as interrupted"),
             Err(e) => tracing::error!(error = %e, "cannot record the interrupted runs"),
         }
     }
     // A run's slot is released only once its sandbox has stopped (a k8s Job deleted):
     // give those deletions a last bounded wait before the process exits.
-    if !state.drain(Duration::from_secs(10)).await {
+    if !state.runs().admission().drain(Duration::from_secs(10)).await {
         tracing::warn!("some sandboxes were still being cleaned up at exit");
     }
     tracing::info!("stopped");

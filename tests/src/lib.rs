@@ -11,6 +11,8 @@
 //!   real `runner-host exec`): the Kubernetes provider and every fault it maps.
 //! - `chart`: the Helm chart rendered, validated and checked; `images`: the runner
 //!   image built with `make build-runner-k8s` answering in a locked-down container.
+//! - `layers`: no import cycle among the orchestrator's files (docs/architecture.md);
+//!   `docs`: every relative link in README.md and docs/ resolves.
 //!
 //! Run them with the rest: `cargo test --release`. A check that cannot run (a tool
 //! missing under `CSV_ANALYST_SKIP_MISSING_TOOLS=1`, `CSV_CORPUS_DIR` unset) is written

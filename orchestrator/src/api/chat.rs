@@ -7,6 +7,7 @@
 //! turn when its client disconnects (the model request is dropped with it).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -16,11 +17,14 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{ApiError, ApiJson, ApiPath, ClientKey, ListParams, SSE_KEEP_ALIVE};
-use crate::chat::{self, ChatRequest, ChatResponse, Progress, ProgressSink};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ClientKey, ListParams};
+use crate::chat::{ChatRequest, ChatResponse, Progress, ProgressSink};
 use crate::error::Error;
 use crate::state::AppState;
 
+/// Keep-alive comments on event streams.
+pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Threads listed when no limit is given, and at most.
 const DEFAULT_THREADS: usize = 20;
 const MAX_THREADS: usize = 200;
@@ -30,9 +34,9 @@ pub async fn chat(
     ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let prepared = chat::prepare(&state, request, client).await?;
-    let owned = state.clone();
-    let task = tokio::spawn(async move { chat::run(&owned, prepared, "chat", ProgressSink::default()).await });
+    let prepared = state.chat().prepare(request, client).await?;
+    let chat = state.chat().clone();
+    let task = tokio::spawn(async move { chat.run(prepared, "chat", ProgressSink::default()).await });
     let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
     Ok(Json(response).into_response())
 }
@@ -50,17 +54,17 @@ pub async fn chat_stream(
     ClientKey(client): ClientKey,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let prepared = chat::prepare(&state, request, client).await?;
+    let prepared = state.chat().prepare(request, client).await?;
     let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
     let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
     let turn = prepared.turn.clone();
     let mode = prepared.mode;
-    let owned = state.clone();
+    let chat = state.chat().clone();
     tokio::spawn(async move {
         let turn_id = turn.turn_id.clone();
         // Boxed, so that it can be dropped (and the model request with it) before the
         // cancelled turn is recorded.
-        let mut work = Box::pin(chat::run(&owned, prepared, "chat_stream", ProgressSink::new(progress)));
+        let mut work = Box::pin(chat.run(prepared, "chat_stream", ProgressSink::new(progress)));
         let outcome = loop {
             tokio::select! {
                 response = work.as_mut() => break Some(response),
@@ -90,7 +94,7 @@ pub async fn chat_stream(
                 // dropped here; runs already started finish on their own.
                 drop(work);
                 tracing::info!(turn_id = %turn_id, "chat stream client disconnected; turn cancelled");
-                chat::record_cancelled(&owned, turn, mode, "chat_stream").await;
+                chat.record_cancelled(turn, mode, "chat_stream").await;
             }
         }
     });
@@ -132,7 +136,7 @@ pub async fn get_turn(
     State(state): State<AppState>,
     ApiPath(turn_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(chat::turn_view(&state, &turn_id).await?))
+    Ok(Json(state.chat().turn_view(&turn_id).await?))
 }
 
 pub async fn list_threads(
@@ -144,7 +148,7 @@ pub async fn list_threads(
     if limit == 0 || limit > MAX_THREADS {
         return Err(Error::invalid(format!("limit must be between 1 and {MAX_THREADS}")).into());
     }
-    let threads = state.store().threads(limit).await.map_err(Error::from)?;
+    let threads = state.chat().threads(limit).await?;
     Ok(Json(json!({ "threads": threads })))
 }
 
@@ -158,16 +162,13 @@ pub async fn thread_messages(
     if limit == 0 || limit > 500 {
         return Err(Error::invalid("limit must be between 1 and 500").into());
     }
-    Ok(Json(chat::messages(&state, &thread_id, limit).await?))
+    Ok(Json(state.chat().messages(&thread_id, limit).await?))
 }
 
 pub async fn delete_thread(
     State(state): State<AppState>,
     ApiPath(thread_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    if state.store().delete_thread(&thread_id).await.map_err(Error::from)? {
-        Ok(axum::http::StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(Error::ThreadNotFound(thread_id).into())
-    }
+    state.chat().delete_thread(&thread_id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

@@ -14,21 +14,38 @@ use serde_json::{Value, json};
 
 use super::context;
 use super::grounding::{self, Evidence};
-use super::{LlmUsage, Outcome, Progress, ProgressSink, TurnError, Warning};
-use crate::config::DataExposure;
-use crate::llm::{LlmError, Message, ModelReply, ModelRequest, Role, ToolCall};
+use super::turn::{
+    HISTORY_MESSAGES, LlmUsage, Outcome, Progress, ProgressSink, TurnError, Warning, summarize, tool_result,
+};
+use crate::config::{ChatConfig, DataExposure};
+use crate::error::Error;
+use crate::llm::{LlmClient, LlmError, Message, ModelReply, ModelRequest, Role, ToolCall};
 use crate::metrics::{LlmLabels, ProviderLabels, TokenLabels};
-use crate::runs::{self, Limits, Origin, Query, Run, RunState};
-use crate::state::AppState;
-use crate::store::{Thread, Turn};
+use crate::runs::{Origin, Query, Runs};
+use crate::store::{Run, RunState, Store, Thread, Turn};
+
+/// What the agent may use: the narrow pieces of the chat service.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub runs: &'a Runs,
+    pub store: &'a dyn Store,
+    pub llm: Option<&'a LlmClient>,
+    pub settings: &'a ChatConfig,
+}
 
 /// Tokens a reply may have.
 const MAX_REPLY_TOKENS: u32 = 1024;
 
 /// Answers a question in words.
-pub async fn answer(state: &AppState, thread: &Thread, turn: &Turn, origin: Origin, sink: &ProgressSink) -> Outcome {
-    let timeout = Duration::from_secs_f64(state.config().chat.chat_turn_timeout_seconds);
-    let mut agent = match Agent::new(state, thread, turn, origin, sink).await {
+pub async fn answer(
+    services: Services<'_>,
+    thread: &Thread,
+    turn: &Turn,
+    origin: Origin,
+    sink: &ProgressSink,
+) -> Outcome {
+    let timeout = Duration::from_secs_f64(services.settings.chat_turn_timeout_seconds);
+    let mut agent = match Agent::new(services, thread, turn, origin, sink).await {
         Ok(agent) => agent,
         Err(outcome) => return *outcome,
     };
@@ -47,7 +64,7 @@ pub async fn answer(state: &AppState, thread: &Thread, turn: &Turn, origin: Orig
 }
 
 struct Agent<'a> {
-    state: &'a AppState,
+    services: Services<'a>,
     thread: &'a Thread,
     origin: Origin,
     sink: &'a ProgressSink,
@@ -62,30 +79,33 @@ struct Agent<'a> {
 
 impl<'a> Agent<'a> {
     async fn new(
-        state: &'a AppState,
+        services: Services<'a>,
         thread: &'a Thread,
         turn: &Turn,
         origin: Origin,
         sink: &'a ProgressSink,
     ) -> Result<Agent<'a>, Box<Outcome>> {
         sink.send(Progress::Status { stage: "preparing" });
-        let chat = &state.config().chat;
-        let dataset = state
+        let chat = services.settings;
+        let dataset = services
+            .runs
             .catalog()
             .dataset(&thread.dataset_id)
             .ok_or_else(|| Box::new(Outcome::failed("UNKNOWN_DATASET", "the thread's dataset is gone")))?;
-        let schema = crate::datasets::schema(state, &dataset.id)
+        let schema = services
+            .runs
+            .schema(&dataset.id)
             .await
             .map_err(|e| Box::new(Outcome::failed(e.error_type(), e.to_string())))?;
         // The last HISTORY_MESSAGES messages: half as many earlier turns (each is a
         // question and an answer), not counting this one.
-        let earlier = state
-            .store()
-            .turns(&thread.thread_id, super::HISTORY_MESSAGES / 2 + 1)
+        let earlier = services
+            .store
+            .turns(&thread.thread_id, HISTORY_MESSAGES / 2 + 1)
             .await
             .map_err(|e| Box::new(Outcome::failed("STORE_UNAVAILABLE", e.to_string())))?;
         let earlier: Vec<Turn> = earlier.into_iter().filter(|t| t.turn_id != turn.turn_id).collect();
-        let skip = earlier.len().saturating_sub(super::HISTORY_MESSAGES / 2);
+        let skip = earlier.len().saturating_sub(HISTORY_MESSAGES / 2);
 
         let mut messages =
             vec![Message::user(context::dataset_message(&dataset.description, &schema, chat.llm_data_exposure))];
@@ -98,9 +118,9 @@ impl<'a> Agent<'a> {
             names.push(table.name.clone());
             names.extend(table.columns.iter().map(|c| c.name.clone()));
         }
-        let llm = state.llm().map(|c| (c.provider().to_string(), c.model().to_string()));
+        let llm = services.llm.map(|c| (c.provider().to_string(), c.model().to_string()));
         Ok(Agent {
-            state,
+            services,
             thread,
             origin,
             sink,
@@ -131,7 +151,7 @@ impl<'a> Agent<'a> {
     }
 
     async fn run(&mut self) {
-        let chat = &self.state.config().chat;
+        let chat = self.services.settings;
         loop {
             if self.outcome.llm.steps >= chat.llm_max_steps {
                 let message = format!("the model did not answer within LLM_MAX_STEPS={} calls", chat.llm_max_steps);
@@ -165,7 +185,7 @@ impl<'a> Agent<'a> {
 
     /// One model call, streamed when the turn streams.
     async fn ask(&mut self) -> Result<ModelReply, LlmError> {
-        let client = self.state.llm().expect("chat mode is only entered with a model").clone();
+        let client = self.services.llm.expect("chat mode is only entered with a model").clone();
         self.outcome.llm.steps += 1;
         self.outcome.context = Some(request_json(&self.request));
         let started = Instant::now();
@@ -176,7 +196,7 @@ impl<'a> Agent<'a> {
         } else {
             client.complete(&self.request).await
         };
-        let metrics = self.state.metrics();
+        let metrics = self.services.runs.metrics();
         let provider = client.provider().to_string();
         let outcome = match &reply {
             Ok(_) => "ok",
@@ -233,7 +253,7 @@ impl<'a> Agent<'a> {
                 )));
             }
         };
-        let chat = &self.state.config().chat;
+        let chat = self.services.settings;
         if self.queries >= chat.llm_max_sql_attempts {
             let message = format!("the model used its LLM_MAX_SQL_ATTEMPTS={} queries", chat.llm_max_sql_attempts);
             self.end(RunState::Failed.as_str(), "AGENT_STEP_LIMIT", message);
@@ -249,15 +269,16 @@ impl<'a> Agent<'a> {
             Ok(run) => run,
             Err(e) => return Ok(tool_error(&e.to_string())),
         };
-        self.sink.send(super::tool_result(&run));
+        self.sink.send(tool_result(&run));
         let content = self.run_content(&run, &sql_text);
         self.outcome.runs.push(run);
         Ok(content)
     }
 
-    async fn execute(&self, query: Query) -> Result<Run, crate::error::Error> {
-        let limits = Limits::new(self.state, None, None)?;
-        runs::execute(self.state, &self.thread.dataset_id, query, limits, self.origin.clone()).await
+    async fn execute(&self, query: Query) -> Result<Run, Error> {
+        let runs = self.services.runs;
+        let limits = runs.limits(None, None)?;
+        runs.execute(&self.thread.dataset_id, query, limits, self.origin.clone()).await
     }
 
     /// What the model is told about a run.
@@ -273,7 +294,7 @@ impl<'a> Agent<'a> {
                     "truncated": result.truncated,
                 });
                 if self.exposure == DataExposure::Results {
-                    let rows = self.state.config().chat.llm_result_rows;
+                    let rows = self.services.settings.llm_result_rows;
                     content["rows"] = json!(result.rows.iter().take(rows).collect::<Vec<_>>());
                 }
                 content
@@ -328,7 +349,7 @@ impl<'a> Agent<'a> {
             Ok(run) => run,
             Err(e) => return tool_error(&e.to_string()),
         };
-        self.sink.send(super::tool_result(&stats));
+        self.sink.send(tool_result(&stats));
         let Some(result) = stats.result.as_ref().filter(|r| r.error.is_none()) else {
             let content = self.run_content(&stats, &stats_sql);
             self.outcome.runs.push(stats);
@@ -345,7 +366,7 @@ impl<'a> Agent<'a> {
             content["max"] = row.get(3).cloned().unwrap_or(Value::Null);
             let top_sql = format!("SELECT {c} AS value, COUNT(*) AS n FROM {t} GROUP BY {c} ORDER BY n DESC LIMIT 5");
             if let Ok(top) = self.execute(Query::Sql(top_sql)).await {
-                self.sink.send(super::tool_result(&top));
+                self.sink.send(tool_result(&top));
                 if let Some(rows) = top.result.as_ref().filter(|r| r.error.is_none()).map(|r| r.rows.clone()) {
                     content["top_values"] = json!(rows);
                 }
@@ -393,7 +414,7 @@ impl<'a> Agent<'a> {
         match succeeded {
             Some(run) => {
                 // The data is there: answer with the service's own summary.
-                self.outcome.assistant_message = super::summarize(&run);
+                self.outcome.assistant_message = summarize(&run);
                 self.outcome.status = RunState::Succeeded.as_str().into();
                 self.outcome.warnings.push(Warning {
                     warning_type: "LLM_SUMMARY_FAILED",
@@ -414,7 +435,7 @@ impl<'a> Agent<'a> {
         if self.outcome.assistant_message.is_empty() {
             self.outcome.assistant_message =
                 match self.outcome.runs.iter().rev().find(|r| r.status == RunState::Succeeded) {
-                    Some(run) => format!("{} ({message})", super::summarize(run)),
+                    Some(run) => format!("{} ({message})", summarize(run)),
                     None => format!("No answer: {message}."),
                 };
         }

@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::error::LlmError;
+use super::quote::{MAX_QUOTED_CHARS, excerpt, shorten};
 use super::sse::SseEvent;
-use super::{LlmError, ModelReply, ModelRequest, Role, ToolCall, Usage, excerpt, shorten};
+use super::types::{ModelReply, ModelRequest, Role, ToolCall, Usage};
 
 const PROVIDER: &str = "anthropic";
 /// The `anthropic-version` header every request carries.
@@ -165,7 +167,7 @@ pub(super) fn parse_reply(body: &[u8]) -> Result<ModelReply, LlmError> {
 fn reported_error(error: &Value) -> LlmError {
     let kind = error["type"].as_str().unwrap_or("error");
     let message =
-        shorten(&format!("{kind}: {}", error["message"].as_str().unwrap_or("(no message)")), super::MAX_QUOTED_CHARS);
+        shorten(&format!("{kind}: {}", error["message"].as_str().unwrap_or("(no message)")), MAX_QUOTED_CHARS);
     match kind {
         "overloaded_error" | "api_error" => LlmError::Unavailable { provider: PROVIDER, attempts: 1, message },
         "rate_limit_error" => LlmError::RateLimited { provider: PROVIDER, attempts: 1, message },
@@ -294,7 +296,7 @@ fn block_index(data: &Value) -> Result<u64, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::{Message, ToolSpec};
+    use crate::llm::types::{Message, ToolSpec};
 
     #[test]
     fn request_body_merges_tool_results_and_puts_them_first() {

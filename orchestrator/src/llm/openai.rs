@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::error::LlmError;
+use super::quote::{MAX_QUOTED_CHARS, excerpt, shorten};
 use super::sse::SseEvent;
-use super::{LlmError, ModelReply, ModelRequest, Role, ToolCall, Usage, excerpt, shorten};
+use super::types::{ModelReply, ModelRequest, Role, ToolCall, Usage};
 
 const PROVIDER: &str = "openai";
 
@@ -180,7 +182,7 @@ fn body_excerpt(body: &[u8]) -> String {
 fn reported_error(error: &Value) -> LlmError {
     let kind = error["type"].as_str().or_else(|| error["code"].as_str()).unwrap_or("error");
     let message = error["message"].as_str().or_else(|| error.as_str()).unwrap_or("(no message)");
-    let message = shorten(&format!("{kind}: {message}"), super::MAX_QUOTED_CHARS);
+    let message = shorten(&format!("{kind}: {message}"), MAX_QUOTED_CHARS);
     if kind.contains("rate_limit") {
         LlmError::RateLimited { provider: PROVIDER, attempts: 1, message }
     } else if kind == "server_error" || kind.contains("overloaded") {
@@ -337,7 +339,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::{Message, ToolSpec};
+    use crate::llm::types::{Message, ToolSpec};
 
     fn request() -> ModelRequest {
         ModelRequest {

@@ -5,23 +5,22 @@
 //!   `runner-host exec`, so the wasm sandbox sits inside the container's isolation.
 //!
 //! Both take the same [`protocol::RunRequest`] (paths under `/data`) and give back
-//! the same [`protocol::RunResult`].
+//! the same [`protocol::RunResult`], in an [`Execution`].
+//!
+//! May use: `runner-host`, `protocol`, [`crate::config`] (the provider's own
+//! settings), [`crate::metrics`], [`crate::error`]. Knows nothing of runs, the
+//! store or HTTP: a run slot comes in as a semaphore permit, a result goes out.
 
+pub mod execution;
 pub mod k8s;
 pub mod local;
 
-use protocol::{RunRequest, RunResult};
+use protocol::RunRequest;
 use tokio::sync::OwnedSemaphorePermit;
 
+pub use self::execution::Execution;
 use crate::config::ProviderKind;
-
-/// What a provider reports about one run.
-#[derive(Debug, Clone)]
-pub struct Execution {
-    pub result: RunResult,
-    /// The Kubernetes Job that ran it, if any.
-    pub job_name: Option<String>,
-}
+use crate::metrics::Metrics;
 
 pub enum Provider {
     Local(local::LocalProvider),
@@ -47,7 +46,7 @@ impl Provider {
 
     /// Records the provider's own metrics in the service's registry (the k8s
     /// provider: Job create errors and pod start times; the local one has none).
-    pub fn use_metrics(&self, metrics: &crate::metrics::Metrics) {
+    pub fn use_metrics(&self, metrics: &Metrics) {
         if let Provider::K8s(k8s) = self {
             k8s.use_metrics(k8s::K8sMetrics {
                 job_create_errors: metrics.k8s_job_create_errors.clone(),

@@ -62,6 +62,9 @@ async fn a_question_is_answered_with_one_query_whose_rows_equal_post_runs() {
     assert_eq!(body["warnings"], json!([]));
     assert_eq!(body["details"]["query_mode"], "chat");
     assert_eq!(body["details"]["compiled_sql"], COUNT_SQL);
+    // The vocabulary of `/runs`; the names above are the deprecated ones.
+    assert_eq!(body["details"]["query_type"], "chat");
+    assert_eq!(body["details"]["sql"], COUNT_SQL);
     assert_eq!(body["details"]["llm"]["steps"], 2);
     assert_eq!(body["details"]["llm"]["provider"], "openai");
     assert!(body["details"]["llm"]["input_tokens"].as_u64().unwrap() > 0);
@@ -354,6 +357,8 @@ async fn without_a_model_only_sql_and_plan_messages_work() {
     assert_eq!(body["status"], "succeeded", "{body}");
     assert_eq!(body["details"]["query_mode"], "plan");
     assert_eq!(body["details"]["plan_json"], plan);
+    assert_eq!(body["details"]["query_type"], "plan");
+    assert_eq!(body["details"]["plan"], plan);
     let (_, direct) = server
         .post_run(json!({"dataset_id": "support", "sql": "SELECT priority, COUNT(*) AS n FROM tickets GROUP BY priority ORDER BY n DESC"}))
         .await;

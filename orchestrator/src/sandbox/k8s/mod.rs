@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 pub use settings::validate;
 
-use super::Execution;
+use super::execution::Execution;
 use crate::config::{Config, K8sConfig};
 use crate::error::chain;
 

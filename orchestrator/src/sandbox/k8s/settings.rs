@@ -2,7 +2,7 @@
 //! fails the start with a message naming the setting, instead of failing every run
 //! with an API error.
 //!
-//! [`validate`] is called from `Config::validate`; [`parse_quantity`] reads
+//! [`validate`] is called at start-up (and by `render-job`) beside `Config::validate`; [`parse_quantity`] reads
 //! Kubernetes quantities (`500m`, `1`, `512Mi`, `1e3`) as the API server does.
 
 use crate::config::K8sConfig;

@@ -1,4 +1,4 @@
-//! The datasets the service offers: `registry.json` of `DATASETS_DIR`, loaded once
+//! The catalogue: the datasets the service offers: `registry.json` of `DATASETS_DIR`, loaded once
 //! at start, with each dataset's version hash (from the registry, or computed from
 //! the files when the registry has none).
 

@@ -1,5 +1,5 @@
-//! The run store: every run, and the chat's threads and turns, in an embedded
-//! SQLite file.
+//! The SQLite backend of [`Store`]: every run, and the chat's threads and turns, in
+//! an embedded SQLite file (the default, for a laptop and a single replica).
 //!
 //! A run is written when a sandbox is about to start it (`running`) and again when
 //! it ends; a query the policy refuses is written once, finished. A process that
@@ -16,7 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use protocol::{ErrorType, RunError, RunResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::runs::{QueryType, Run, RunState, StoredSql, Timings, now};
+use futures::future::BoxFuture;
+
+use super::backend::{Store, StoreError};
+use super::chat::{Thread, Turn};
+use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -77,65 +81,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX turns_thread ON turns(thread_id, seq);",
 ];
 
-/// A store failure. Its message says what failed, never where the file is (that is
-/// logged at start-up), so it can go into a response.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {message}")]
-pub struct StoreError {
-    what: String,
-    message: String,
-}
-
-impl StoreError {
-    fn new(what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError { what: what.to_string(), message: e.to_string() }
-    }
-}
-
-/// A chat thread.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Thread {
-    pub thread_id: String,
-    pub dataset_id: String,
-    pub title: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// A chat turn: one user message and what the service answered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Turn {
-    pub turn_id: String,
-    pub thread_id: String,
-    /// A run status, or `cancelled` (or `running` while it runs).
-    pub status: String,
-    pub user_message: String,
-    pub assistant_message: Option<String>,
-    /// The `/chat` body, once the turn ended.
-    pub response: Option<serde_json::Value>,
-    /// The exact messages sent to the model.
-    pub context: Option<serde_json::Value>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-}
-
-/// The run store. Clones share one connection; calls run on tokio's blocking pool.
+/// The SQLite store. Clones share one connection; calls run on tokio's blocking pool.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, migrates it, and marks runs
     /// left unfinished by a previous process as interrupted.
-    pub fn open(path: &Path) -> Result<(Store, usize), StoreError> {
-        Store::open_capped(path, None)
+    pub fn open(path: &Path) -> Result<(SqliteStore, usize), StoreError> {
+        SqliteStore::open_capped(path, None)
     }
 
-    /// [`Store::open`], with the database's size capped at `max_bytes`: past it,
+    /// [`SqliteStore::open`], with the database's size capped at `max_bytes`: past it,
     /// writes fail (and the service answers 503) while reads go on, as on a full disk.
-    pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<(Store, usize), StoreError> {
+    pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<(SqliteStore, usize), StoreError> {
         let context = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::new(&context("cannot create the folder of"), e))?;
@@ -166,7 +128,7 @@ impl Store {
             params![finished_at],
         )
         .map_err(|e| StoreError::new("cannot mark interrupted turns", e))?;
-        Ok((Store { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
+        Ok((SqliteStore { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
     }
 
     /// Records every run and turn still running as interrupted, with `message`.
@@ -471,6 +433,60 @@ impl Store {
     }
 }
 
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn insert<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::insert(self, run))
+    }
+    fn finish<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::finish(self, run))
+    }
+    fn get<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<Run>, StoreError>> {
+        Box::pin(SqliteStore::get(self, run_id))
+    }
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Run>, StoreError>> {
+        Box::pin(SqliteStore::list(self, limit))
+    }
+    fn runs_of_turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
+        Box::pin(SqliteStore::runs_of_turn(self, turn_id))
+    }
+    fn interrupt_running<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(SqliteStore::interrupt_running(self, message))
+    }
+    fn prune(&self, keep: u64, before: Option<String>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(SqliteStore::prune(self, keep, before))
+    }
+    fn size(&self) -> BoxFuture<'_, Result<(u64, u64), StoreError>> {
+        Box::pin(SqliteStore::size(self))
+    }
+    fn create_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::create_thread(self, thread))
+    }
+    fn thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StoreError>> {
+        Box::pin(SqliteStore::thread(self, thread_id))
+    }
+    fn threads(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>> {
+        Box::pin(SqliteStore::threads(self, limit))
+    }
+    fn delete_thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::delete_thread(self, thread_id))
+    }
+    fn insert_turn<'a>(&'a self, turn: &'a Turn) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::insert_turn(self, turn))
+    }
+    fn finish_turn<'a>(&'a self, turn: &'a Turn) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::finish_turn(self, turn))
+    }
+    fn turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Option<Turn>, StoreError>> {
+        Box::pin(SqliteStore::turn(self, turn_id))
+    }
+    fn turns<'a>(&'a self, thread_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<Turn>, StoreError>> {
+        Box::pin(SqliteStore::turns(self, thread_id, limit))
+    }
+}
+
 const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
     sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
     created_at, started_at, finished_at, queued_ms, run_ms, total_ms";
@@ -620,7 +636,7 @@ mod tests {
     async fn records_survive_reopening_and_unfinished_runs_are_marked_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/runs.sqlite");
-        let (store, interrupted) = Store::open(&path).unwrap();
+        let (store, interrupted) = SqliteStore::open(&path).unwrap();
         assert_eq!(interrupted, 0);
         let mut a = run("a");
         a.status = RunState::Running;
@@ -636,7 +652,7 @@ mod tests {
         store.finish(&a).await.unwrap();
         drop(store);
 
-        let (store, interrupted) = Store::open(&path).unwrap();
+        let (store, interrupted) = SqliteStore::open(&path).unwrap();
         assert_eq!(interrupted, 1, "run b was running when the store closed");
         let stored_a = store.get("a").await.unwrap().unwrap();
         assert_eq!(stored_a.status, RunState::Succeeded);
@@ -657,7 +673,7 @@ mod tests {
     #[tokio::test]
     async fn long_sql_is_stored_as_a_prefix_with_its_length_and_hash() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(&dir.path().join("runs.sqlite")).unwrap();
+        let (store, _) = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
         let long = format!("SELECT '{}'", "é".repeat(20_000));
         let mut r = run("long");
         r.sql = StoredSql::new(&long);
@@ -665,7 +681,7 @@ mod tests {
         let stored = store.get("long").await.unwrap().unwrap();
         assert!(stored.sql.truncated);
         assert_eq!(stored.sql.bytes, long.len() as u64);
-        assert!(stored.sql.text.len() <= crate::runs::STORED_SQL_BYTES && long.starts_with(&stored.sql.text));
+        assert!(stored.sql.text.len() <= super::super::run::STORED_SQL_BYTES && long.starts_with(&stored.sql.text));
         use sha2::Digest;
         assert_eq!(stored.sql.sha256, Some(format!("{:x}", sha2::Sha256::digest(long.as_bytes()))));
     }
@@ -674,10 +690,10 @@ mod tests {
     async fn a_full_store_refuses_writes_and_keeps_serving_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.sqlite");
-        let (store, _) = Store::open(&path).unwrap();
+        let (store, _) = SqliteStore::open(&path).unwrap();
         store.insert(&run("kept")).await.unwrap();
         drop(store);
-        let (store, _) = Store::open_capped(&path, Some(64 * 1024)).unwrap();
+        let (store, _) = SqliteStore::open_capped(&path, Some(64 * 1024)).unwrap();
         let mut written = 0;
         let failure = loop {
             let mut r = run(&format!("r{written}"));
@@ -701,7 +717,7 @@ mod tests {
     #[tokio::test]
     async fn prune_keeps_the_newest_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(&dir.path().join("runs.sqlite")).unwrap();
+        let (store, _) = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
         for i in 0..10 {
             store.insert(&run(&format!("r{i}"))).await.unwrap();
         }
@@ -715,7 +731,7 @@ mod tests {
     async fn threads_and_turns_round_trip_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.sqlite");
-        let (store, _) = Store::open(&path).unwrap();
+        let (store, _) = SqliteStore::open(&path).unwrap();
         let thread = Thread {
             thread_id: "t1".into(),
             dataset_id: "support".into(),
@@ -739,7 +755,7 @@ mod tests {
             store.insert_turn(&turn).await.unwrap();
         }
         drop(store);
-        let (store, _) = Store::open(&path).unwrap();
+        let (store, _) = SqliteStore::open(&path).unwrap();
         let turns = store.turns("t1", 2).await.unwrap();
         assert_eq!(
             turns.iter().map(|t| t.turn_id.as_str()).collect::<Vec<_>>(),

@@ -1,0 +1,48 @@
+//! Probes and metrics: `/healthz` (the process answers), `/readyz` (runs can
+//! start: the sandbox, the model's settings, the policy's checkers) and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::llm::LlmClient;
+use crate::policy;
+use crate::state::AppState;
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let llm = LlmClient::status(&state.config().llm);
+    let provider = state.provider().kind().as_str();
+    let checkers = policy::checker_status();
+    let stuck_runs = state.provider().stuck_runs();
+    match state.provider().readiness().await {
+        Ok(detail) => Json(json!({
+            "status": "ready",
+            "sandbox_provider": provider,
+            "sandbox": detail,
+            "datasets": state.catalog().ids(),
+            "llm": llm,
+            // Runs stopped past their deadline whose threads are still blocked in a
+            // host call: they hold no slot, but each holds its guest's memory.
+            "stuck_runs": stuck_runs,
+            // SQL checks that overran their budget and still hold a checker.
+            "policy_checkers": {"total": checkers.checkers, "busy": checkers.busy, "overrunning": checkers.overrunning},
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "sandbox_provider": provider, "reason": reason, "llm": llm })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], state.metrics().render()).into_response()
+}

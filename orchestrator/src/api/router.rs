@@ -1,0 +1,94 @@
+//! The whole HTTP surface, assembled in one place: every route, the fallbacks, and
+//! the layers (request ids, tracing, body limit, request metrics).
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use super::error::{ApiError, kind};
+use super::{chat, datasets, health, runs};
+use crate::page;
+use crate::state::AppState;
+
+/// Request ids longer than this are replaced by a fresh one, not echoed.
+pub const MAX_REQUEST_ID_CHARS: usize = 200;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config().max_body_bytes;
+    Router::new()
+        .route("/", get(page::index))
+        .route("/assets/{name}", get(page::asset))
+        .route("/runs", post(runs::create_run).get(runs::list_runs))
+        .route("/runs/{run_id}", get(runs::get_run))
+        .route("/runs/{run_id}/status", get(runs::get_run_status))
+        .route("/runs/{run_id}/result.csv", get(runs::get_run_csv))
+        .route("/datasets", get(datasets::list_datasets))
+        .route("/datasets/{dataset_id}/schema", get(datasets::get_schema))
+        .route("/schemas/plan", get(datasets::plan_schema))
+        .route("/chat", post(chat::chat))
+        .route("/chat/stream", post(chat::chat_stream))
+        .route("/chat/turns/{turn_id}", get(chat::get_turn))
+        .route("/threads", get(chat::list_threads))
+        .route("/threads/{thread_id}", delete(chat::delete_thread))
+        .route("/threads/{thread_id}/messages", get(chat::thread_messages))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let request_id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+            tracing::info_span!(
+                "http",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = request_id.unwrap_or(""),
+            )
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(drop_oversized_request_id))
+        .with_state(state)
+}
+
+/// A client's `x-request-id` that is too long or not visible ASCII is removed, so
+/// the request-id layer makes a fresh one instead of echoing it into headers,
+/// records and logs.
+async fn drop_oversized_request_id(mut request: Request, next: Next) -> Response {
+    let bad = request.headers().get("x-request-id").is_some_and(|v| {
+        v.len() > MAX_REQUEST_ID_CHARS || v.to_str().map_or(true, |s| s.chars().any(|c| !c.is_ascii_graphic()))
+    });
+    if bad {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, kind::NOT_FOUND, format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        kind::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Counts every request by method, route template and status code.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_string();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state.metrics().observe_http(&method, route.as_deref(), response.status().as_u16());
+    response
+}

@@ -1,0 +1,304 @@
+//! The run service: accept a query, check it, run it in a sandbox, record it — the
+//! one path every query takes, from `POST /runs`, the chat agent and (next) MCP.
+//!
+//! A run that reaches a sandbox is owned by a task of its own ([`Runs::execute`]
+//! spawns it): when the HTTP client goes away mid-run, the task still finishes,
+//! records the real outcome and balances the metrics. A run is recorded when it
+//! starts and again when it ends (a refused query is recorded once, already
+//! finished), so the store always knows about anything that reached a sandbox.
+//!
+//! May use: the store, the sandbox, the policy and plan compiler, the datasets,
+//! metrics and errors. Knows nothing of HTTP.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protocol::{ErrorType, RunResult};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::Instrument;
+
+use super::admission::{Admission, ClientTicket};
+use super::limits::{Limits, RunSettings};
+use super::submission::{Origin, Query, RunSubmission};
+use crate::datasets::{Catalog, SchemaView};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::plan;
+use crate::policy::{self, Scope};
+use crate::sandbox::Provider;
+use crate::store::{QueryType, Run, RunState, Store, StoredSql, Timings, now};
+
+/// Runs listed by `GET /runs` when no limit is given, and at most.
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+pub const MAX_LIST_LIMIT: usize = 500;
+
+/// A dataset's schema, computed once however many requests ask for it together.
+pub(super) type SchemaCell = Arc<OnceCell<Arc<SchemaView>>>;
+
+/// The run service. A cheap handle (an `Arc` inside): a run's own task keeps a
+/// clone so that it can finish after its caller is gone.
+#[derive(Clone)]
+pub struct Runs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: RunSettings,
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    provider: Arc<Provider>,
+    admission: Admission,
+    metrics: Arc<Metrics>,
+    schemas: Mutex<HashMap<String, SchemaCell>>,
+}
+
+impl Runs {
+    pub fn new(
+        settings: RunSettings,
+        catalog: Arc<Catalog>,
+        store: Arc<dyn Store>,
+        provider: Arc<Provider>,
+        metrics: Arc<Metrics>,
+    ) -> Runs {
+        let admission = Admission::new(&settings, metrics.capacity_rejections.clone());
+        Runs {
+            inner: Arc::new(Inner {
+                settings,
+                catalog,
+                store,
+                provider,
+                admission,
+                metrics,
+                schemas: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &RunSettings {
+        &self.inner.settings
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub fn provider(&self) -> &Provider {
+        &self.inner.provider
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    /// The limits of a run that asked for `max_rows` and `timeout_seconds`.
+    pub fn limits(&self, max_rows: Option<u64>, timeout_seconds: Option<f64>) -> Result<Limits, Error> {
+        Limits::new(&self.inner.settings, max_rows, timeout_seconds)
+    }
+
+    /// The cache cell of a dataset's schema.
+    pub(super) fn schema_cell(&self, dataset_id: &str) -> SchemaCell {
+        let mut schemas = self.inner.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        schemas.entry(dataset_id.to_string()).or_default().clone()
+    }
+
+    /// Forgets a cached schema (after a computation that hit a failing table).
+    pub(super) fn forget_schema(&self, dataset_id: &str) {
+        self.inner.schemas.lock().unwrap_or_else(|p| p.into_inner()).remove(dataset_id);
+    }
+
+    /// Accepts, checks, runs and records one query; returns the finished run.
+    pub async fn submit(&self, submission: RunSubmission, origin: Origin) -> Result<Run, Error> {
+        let query = submission.query()?;
+        let limits = self.limits(submission.max_rows, submission.timeout_seconds)?;
+        self.execute(&submission.dataset_id, query, limits, origin).await
+    }
+
+    /// Runs `query` over `dataset_id` under `limits`: the one path every query takes,
+    /// from `POST /runs` and from the chat agent alike.
+    pub async fn execute(&self, dataset_id: &str, query: Query, limits: Limits, origin: Origin) -> Result<Run, Error> {
+        let accepted = Instant::now();
+        let origin_client = origin.client;
+        let dataset = self.catalog().dataset(dataset_id).ok_or_else(|| self.catalog().unknown_dataset(dataset_id))?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!(
+            "run",
+            run_id = %run_id,
+            request_id = origin.request_id.as_deref().unwrap_or(""),
+            dataset = %dataset.id,
+            provider = self.provider().kind().as_str(),
+            job_name = tracing::field::Empty,
+        );
+        let mut run = Run {
+            run_id,
+            status: RunState::Running,
+            dataset_id: dataset.id.clone(),
+            dataset_version_hash: self.catalog().version_hash(dataset),
+            query_type: QueryType::Sql,
+            sql: StoredSql::new(""),
+            plan: None,
+            tables: Vec::new(),
+            result: None,
+            error: None,
+            sandbox_provider: self.provider().kind().as_str().to_string(),
+            job_name: None,
+            request_id: origin.request_id,
+            turn_id: origin.turn_id,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            timings: Timings::default(),
+        };
+
+        // The SQL to check: as sent, or compiled from the plan.
+        let sql = match query {
+            Query::Sql(sql) => sql,
+            Query::Plan(plan_json) => {
+                run.query_type = QueryType::Plan;
+                let scope = self.plan_scope(dataset, limits.max_rows).await?;
+                match plan::compile(&plan_json, &scope) {
+                    Ok(compiled) => {
+                        run.plan = Some(plan_json);
+                        compiled.sql
+                    }
+                    Err(e) => {
+                        run.plan = Some(plan_json);
+                        let result = RunResult::failure(ErrorType::InvalidRequest, plan_error_message(&e));
+                        return self.record_refused(run, result, accepted).instrument(span).await;
+                    }
+                }
+            }
+        };
+        run.sql = StoredSql::new(&sql);
+
+        let scope = Scope { dataset_id: dataset.id.clone(), tables: dataset.table_names() };
+        let checked_sql = sql.clone();
+        let verdict = tokio::task::spawn_blocking(move || policy::check(&checked_sql, &scope))
+            .await
+            .map_err(|e| Error::Internal(format!("the SQL policy check failed: {e}")))?;
+        let approved = match verdict {
+            Ok(approved) => approved,
+            Err(refusal) => {
+                let result = RunResult::failure(refusal.error_type, refusal.message);
+                return self.record_refused(run, result, accepted).instrument(span).await;
+            }
+        };
+        run.tables = approved.tables;
+
+        self.provider().accepting().map_err(Error::SandboxNotReady)?;
+        let ticket: Option<ClientTicket> =
+            origin_client.as_deref().map(|client| self.admission().admit(client)).transpose()?;
+        let permit = self.admission().acquire_slot().await?;
+        run.timings.queued_ms = Some(ms(accepted.elapsed()));
+        self.metrics().queue_wait.observe(accepted.elapsed().as_secs_f64());
+        run.started_at = Some(now());
+        self.store().insert(&run).await?;
+
+        let request = self.settings().request(dataset, &sql, limits);
+        let owned = self.clone();
+        // The run's own task: it finishes and records the run even when the caller's
+        // future is dropped (a client that hangs up).
+        let task = tokio::spawn(
+            async move {
+                let _ticket = ticket;
+                let metrics = owned.metrics();
+                metrics.in_flight.inc();
+                let started = Instant::now();
+                let execution = owned.provider().run(&run.run_id, request, permit).await;
+                metrics.in_flight.dec();
+                if let Some(job) = &execution.job_name {
+                    tracing::Span::current().record("job_name", job.as_str());
+                }
+                run.job_name = execution.job_name;
+                run.timings.run_ms = Some(ms(started.elapsed()));
+                run.timings.total_ms = Some(ms(accepted.elapsed()));
+                run.finish_with(execution.result);
+                let stored = owned.store().finish(&run).await;
+                owned.observe(&run);
+                stored.map(|()| run)
+            }
+            .instrument(span),
+        );
+        task.await.map_err(|e| Error::Internal(format!("the run's task failed: {e}")))?.map_err(Error::from)
+    }
+
+    /// A run refused before any sandbox: recorded once, already finished.
+    async fn record_refused(&self, mut run: Run, result: RunResult, accepted: Instant) -> Result<Run, Error> {
+        run.timings.total_ms = Some(ms(accepted.elapsed()));
+        run.finish_with(result);
+        self.store().insert(&run).await?;
+        self.observe(&run);
+        Ok(run)
+    }
+
+    /// Metrics and the one log line per run.
+    fn observe(&self, run: &Run) {
+        let total_ms = run.timings.total_ms.unwrap_or_default();
+        self.metrics().observe_run(run.status.as_str(), &run.sandbox_provider, total_ms / 1000.0);
+        let result = run.result.as_ref();
+        tracing::info!(
+            status = run.status.as_str(),
+            error_type = run.error.as_ref().map(|e| e.error_type.as_str()).unwrap_or(""),
+            rows = result.map_or(0, |r| r.row_count),
+            duration_ms = total_ms,
+            "run finished"
+        );
+    }
+
+    /// `GET /runs/{id}`.
+    pub async fn get(&self, run_id: &str) -> Result<Run, Error> {
+        self.store().get(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_string()))
+    }
+
+    /// `GET /runs`: the newest runs, from the store's summary columns (no rows).
+    pub async fn list(&self, limit: Option<usize>) -> Result<Vec<Run>, Error> {
+        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(Error::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
+        }
+        Ok(self.store().list(limit).await?)
+    }
+}
+
+fn plan_error_message(e: &plan::PlanError) -> String {
+    match &e.path {
+        Some(path) => format!("invalid plan at {path}: {}", e.message),
+        None => format!("invalid plan: {}", e.message),
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+/// `GET /runs/{id}/result.csv`: the stored result as RFC 4180 CSV with a header row.
+pub fn result_csv(run: &Run) -> Result<Vec<u8>, Error> {
+    let result = run.result.as_ref().filter(|r| r.error.is_none()).ok_or_else(|| {
+        Error::invalid(format!("run {} has no result to download (status {})", run.run_id, run.status.as_str()))
+    })?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| Error::Internal(format!("cannot write the CSV: {e}"));
+    writer.write_record(&result.columns).map_err(failed)?;
+    for row in &result.rows {
+        writer.write_record(row.iter().map(csv_field)).map_err(failed)?;
+    }
+    writer.into_inner().map_err(|e| Error::Internal(format!("cannot write the CSV: {e}")))
+}
+
+/// A cell as CSV text: NULL as an empty field, strings as they are, the rest as JSON.
+fn csv_field(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,67 @@
+//! The [`Store`] trait every backend implements, and [`StoreError`], the one error
+//! a store gives (turned into the service's `STORE_UNAVAILABLE`).
+
+use futures::future::BoxFuture;
+
+use super::chat::{Thread, Turn};
+use super::run::Run;
+use crate::error::Error;
+
+/// A store failure. Its message says what failed, never where the file is (that is
+/// logged at start-up), so it can go into a response.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct StoreError {
+    what: String,
+    message: String,
+}
+
+impl StoreError {
+    pub(crate) fn new(what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError { what: what.to_string(), message: e.to_string() }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "run store failure");
+        Error::StoreUnavailable(e.to_string())
+    }
+}
+
+/// Where runs, threads and turns are kept. Every method is one short transaction;
+/// an `Err` means the store could not be used (the service answers 503).
+pub trait Store: Send + Sync {
+    /// Where the store is, for the start-up log line (never in responses).
+    fn location(&self) -> String;
+
+    /// Writes the whole run (a new one, or one refused before any sandbox).
+    fn insert<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Records how a run ended.
+    fn finish<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn get<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<Run>, StoreError>>;
+    /// The most recent runs, newest first, without their results.
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Run>, StoreError>>;
+    /// The runs a chat turn made, oldest first, with their results.
+    fn runs_of_turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
+    /// Records every run and turn still running as interrupted, with `message`.
+    fn interrupt_running<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<usize, StoreError>>;
+    /// Deletes runs beyond the newest `keep`, and runs created before `before`
+    /// (RFC 3339). Returns how many were deleted.
+    fn prune(&self, keep: u64, before: Option<String>) -> BoxFuture<'_, Result<usize, StoreError>>;
+    /// The number of runs stored and the store's size in bytes.
+    fn size(&self) -> BoxFuture<'_, Result<(u64, u64), StoreError>>;
+
+    fn create_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StoreError>>;
+    /// Threads, most recently updated first.
+    fn threads(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>>;
+    /// Deletes a thread and its turns (its runs stay, as runs). False if there was none.
+    fn delete_thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn insert_turn<'a>(&'a self, turn: &'a Turn) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Records how a turn ended.
+    fn finish_turn<'a>(&'a self, turn: &'a Turn) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Option<Turn>, StoreError>>;
+    /// The newest `limit` turns of a thread, oldest first.
+    fn turns<'a>(&'a self, thread_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<Turn>, StoreError>>;
+}

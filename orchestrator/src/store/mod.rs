@@ -1,0 +1,21 @@
+//! Records: every run, and the chat's threads and turns, behind one [`Store`]
+//! trait, so that a second backend can sit beside [`sqlite::SqliteStore`].
+//!
+//! Owns the record types ([`run::Run`], [`chat::Thread`], [`chat::Turn`]) and how
+//! they are kept. A run is written when a sandbox is about to start it (`running`)
+//! and again when it ends; a query the policy refuses is written once, finished. A
+//! process that dies mid-run leaves a `running` record; the next start marks those
+//! `interrupted`, so no run is ever silently lost.
+//!
+//! May use: `protocol`, [`crate::error`]. Knows nothing of HTTP, sandboxes or how a
+//! run is admitted.
+
+pub mod backend;
+pub mod chat;
+pub mod run;
+pub mod sqlite;
+
+pub use self::backend::{Store, StoreError};
+pub use self::chat::{Thread, Turn};
+pub use self::run::{QueryType, Run, RunState, RunSummary, STORED_SQL_BYTES, StoredSql, Timings, now};
+pub use self::sqlite::SqliteStore;
