@@ -44,23 +44,23 @@ export async function readJson(response) {
   return body;
 }
 
-export function postJson(path, body, signal) {
+/** A POST of a JSON body, asking for an answer of type `accept`. */
+function post(path, body, accept, signal) {
   return fetch(path, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    headers: { 'Content-Type': 'application/json', Accept: accept },
     body: JSON.stringify(body),
     signal,
   });
 }
 
+export function postJson(path, body, signal) {
+  return post(path, body, 'application/json', signal);
+}
+
 /** A POST of a JSON body that asks for a text/event-stream answer (the chat's stream). */
 export function postForEvents(path, body, signal) {
-  return fetch(path, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-    body: JSON.stringify(body),
-    signal,
-  });
+  return post(path, body, 'text/event-stream', signal);
 }
 
 /**
