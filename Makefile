@@ -61,7 +61,7 @@ help:
 lint:
 	$(CARGO) fmt --all -- --check
 	CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) clippy --release --all-targets -p protocol -p runner-host \
-	  -p orchestrator -p tests -p dataset-generator -p csv-decoder -p bench -- -D warnings
+	  -p orchestrator -p tests -p dataset-generator -p csv-decoder -p sql-bounds -p bench -- -D warnings
 	$(CARGO) clippy -p runner-guest --target wasm32-wasip1 --profile guest \
 	  --target-dir $(TARGET_DIR)/guest -- -D warnings
 

@@ -47,6 +47,8 @@ fn build_guest() -> PathBuf {
         "csv-decoder/Cargo.toml",
         "protocol/src",
         "protocol/Cargo.toml",
+        "sql-bounds/src",
+        "sql-bounds/Cargo.toml",
         "Cargo.lock",
         "Cargo.toml",
         ".cargo/config.toml",

@@ -1,8 +1,9 @@
 //! Arrow batches as JSON rows, within the run's row and byte caps.
 //!
 //! Rows are JSON arrays with natural JSON types: integers and floats as numbers
-//! (NaN and infinities as null), booleans, null, strings, decimals as numbers, and
-//! dates and timestamps as ISO-8601 strings. Other types (intervals, lists, ...)
+//! (NaN and infinities as null), booleans, null, strings, decimals as numbers,
+//! dates and timestamps as ISO-8601 strings, lists as arrays, structs as objects,
+//! and maps as objects keyed by the key's text. Other types (intervals, binary, ...)
 //! are rendered as Arrow displays them.
 
 use std::io::Write;
@@ -47,6 +48,20 @@ pub fn sql_type_name(data_type: &DataType) -> String {
         DataType::Timestamp(_, None) => "TIMESTAMP".into(),
         DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            format!("{}[]", sql_type_name(item.data_type()))
+        }
+        DataType::Struct(fields) => {
+            let fields: Vec<String> =
+                fields.iter().map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type()))).collect();
+            format!("STRUCT({})", fields.join(", "))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("MAP({}, {})", sql_type_name(kv[0].data_type()), sql_type_name(kv[1].data_type()))
+            }
+            other => format!("MAP({other})"),
+        },
         other => other.to_string(),
     }
 }
@@ -149,8 +164,41 @@ fn cell(array: &dyn Array, formatter: Option<&ArrayFormatter<'_>>, row: usize) -
                 Err(_) => text.parse::<f64>().map(float).unwrap_or(Value::String(text)),
             }
         }
+        DataType::List(_) => elements(array.as_list::<i32>().value(row).as_ref()),
+        DataType::LargeList(_) => elements(array.as_list::<i64>().value(row).as_ref()),
+        DataType::FixedSizeList(..) => elements(array.as_fixed_size_list().value(row).as_ref()),
+        DataType::Struct(fields) => {
+            let columns = array.as_struct().columns();
+            let object =
+                fields.iter().zip(columns).map(|(field, column)| (field.name().clone(), element(column.as_ref(), row)));
+            Value::Object(object.collect())
+        }
+        DataType::Map(..) => {
+            let entries = array.as_map().value(row);
+            let (keys, values) = (entries.column(0).as_ref(), entries.column(1).as_ref());
+            let object = (0..entries.len()).map(|i| {
+                let key = match element(keys, i) {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                (key, element(values, i))
+            });
+            Value::Object(object.collect())
+        }
         _ => Value::String(display(formatter, row)),
     }
+}
+
+/// A list's elements, as a JSON array.
+fn elements(values: &dyn Array) -> Value {
+    let formatter = ArrayFormatter::try_new(values, &FORMAT).ok();
+    Value::Array((0..values.len()).map(|i| cell(values, formatter.as_ref(), i)).collect())
+}
+
+/// One value of a nested array.
+fn element(array: &dyn Array, row: usize) -> Value {
+    let formatter = ArrayFormatter::try_new(array, &FORMAT).ok();
+    cell(array, formatter.as_ref(), row)
 }
 
 fn display(formatter: Option<&ArrayFormatter<'_>>, row: usize) -> String {

@@ -6,31 +6,44 @@
 //! code natively, to measure what the sandbox costs.
 //!
 //! This is the innermost of csv-analyst's defences, and it does not trust the host's
-//! SQL policy: DataFusion's [`SQLOptions`] refuse DDL, DML and statements, URL tables
-//! are off, nothing can spill to disk, and a memory pool sized from the request's
-//! memory limit fails large operators cleanly before the wasm memory cap traps.
+//! SQL policy: the statement's shape is bounded before parsing (`statements`),
+//! DataFusion's [`SQLOptions`] refuse DDL, DML and statements, URL tables are off,
+//! nothing can spill to disk, and a memory pool sized from the request's memory limit
+//! fails large operators cleanly before the wasm memory cap traps.
+//!
+//! The dialect is DataFusion's with the differences docs/sql.md lists: `statements`
+//! rewrites spellings (FROM-first, `ORDER BY ALL`, introspection), `semantics` what
+//! casts and division mean and where NULLs sort, `information_schema` describes the
+//! dataset, and an answer with no columns is an error, never rows of nothing.
 //!
 //! [`SQLOptions`]: datafusion::execution::context::SQLOptions
 
 mod csv_table;
 mod errors;
+mod information_schema;
 mod json_rows;
+mod semantics;
+mod statements;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::catalog::SchemaProvider;
 use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use protocol::{ErrorType, RunRequest, RunResult};
 
 use crate::csv_table::{BytesRead, DatasetSchema};
 use crate::errors::classify;
+use crate::information_schema::InformationSchema;
 
 /// The catalog DataFusion resolves unqualified names in; the dataset is its one schema.
 const CATALOG: &str = "datafusion";
@@ -71,16 +84,30 @@ async fn execute(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -
     let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
     let fail = |e: DataFusionError| classify(&e, &tables);
     let ctx = session(request, data_root, bytes_read)?;
+    let state = ctx.state();
+    let statement = statements::prepare(&state, &request.sql, &tables).map_err(|e| (e.error_type, e.message))?;
+    let plan = state.statement_to_plan(statement).await.map_err(fail)?;
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let frame = ctx.sql_with_options(&request.sql, options).await.map_err(fail)?;
+    options.verify_plan(&plan).map_err(fail)?;
+    if plan.schema().fields().is_empty() {
+        return Err((
+            ErrorType::SqlPlanError,
+            "the query's answer has no columns; select at least one (SELECT * FROM t, or FROM t alone)".to_string(),
+        ));
+    }
+    let frame = ctx.execute_logical_plan(plan).await.map_err(fail)?;
 
     let max_rows = usize::try_from(request.max_rows).unwrap_or(usize::MAX);
     // One row more than returned tells whether the result was cut, and lets
     // DataFusion stop early. EXPLAIN must stay the plan's root, and its output is small.
     let explain = matches!(frame.logical_plan(), LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
     let frame = if explain { frame } else { frame.limit(0, Some(max_rows.saturating_add(1))).map_err(fail)? };
-    let (columns, column_types) = json_rows::describe(frame.schema().as_arrow());
-    let mut stream = frame.execute_stream().await.map_err(fail)?;
+    // The physical plan's schema: the logical plan's is from before the analyzer
+    // rules (`semantics`) that may change a column's type.
+    let task = Arc::new(frame.task_ctx());
+    let physical = frame.create_physical_plan().await.map_err(fail)?;
+    let (columns, column_types) = json_rows::describe(physical.schema().as_ref());
+    let mut stream = execute_stream(physical, task).map_err(fail)?;
 
     let mut rows = json_rows::RowCollector::new(max_rows, request.max_output_bytes);
     while let Some(batch) = stream.next().await {
@@ -110,14 +137,24 @@ fn session(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Resu
     let options = config.options_mut();
     options.sql_parser.recursion_limit = ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)
         .map_err(|e| (ErrorType::Internal, format!("invalid parser recursion limit: {e}")))?;
+    options.sql_parser.default_null_ordering = semantics::NULL_ORDERING.to_string();
 
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rules(semantics::analyzer_rules())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     let schema = DatasetSchema::new(&request.files, data_root, BATCH_SIZE, bytes_read)
         .map_err(|message| (ErrorType::InvalidRequest, message))?;
     let catalog =
         ctx.catalog(CATALOG).ok_or_else(|| (ErrorType::Internal, "the default catalog is missing".to_string()))?;
+    let schema: Arc<dyn SchemaProvider> = Arc::new(schema);
+    let information = InformationSchema::new(CATALOG, &request.dataset_id, schema.clone());
     catalog
-        .register_schema(&request.dataset_id, Arc::new(schema))
+        .register_schema(&request.dataset_id, schema)
+        .and_then(|_| catalog.register_schema(information_schema::NAME, Arc::new(information)))
         .map_err(|e| (ErrorType::Internal, format!("cannot register the dataset: {e}")))?;
     Ok(ctx)
 }

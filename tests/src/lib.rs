@@ -5,6 +5,9 @@
 //!   `fixtures/foreign`, and `CSV_CORPUS_DIR` when set); the table functions and one
 //!   query per function package; the CPU and memory bombs; a CSV larger than the
 //!   memory cap, in flat memory.
+//! - `dialect`: the SQL docs/sql.md documents (NULL order, rounding casts, fractional
+//!   division, FROM-first, ORDER BY ALL, nested values, introspection) through
+//!   `POST /runs`, and the guest's own bound on parsing.
 //! - `api`: the orchestrator over real HTTP on loopback: every endpoint and status,
 //!   the policy, bad input, concurrency, restarts, SIGTERM and a crash mid-run.
 //! - `k8s` (with `fake_kube`, a loopback Kubernetes API server that runs Jobs with the

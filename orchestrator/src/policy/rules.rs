@@ -11,7 +11,8 @@ use std::ops::ControlFlow;
 
 use protocol::{ErrorType, RunError};
 use sqlparser::ast::{
-    DescribeAlias, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
+    DescribeAlias, Ident, ObjectName, ObjectNamePart, Query, SetExpr, ShowStatementOptions, Statement, TableFactor,
+    Visit, Visitor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -33,18 +34,25 @@ pub(super) fn check_here(sql: &str, scope: &Scope) -> Result<Approved, RunError>
         .map_err(|e| refusal(ErrorType::SqlParseError, e.to_string()))?;
     precheck(tokens.iter().map(|t| &t.token))?;
     let leading = leading_keyword(tokens.iter().map(|t| &t.token));
-    let statements = Parser::new(&dialect)
-        .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(tokens)
-        .parse_statements()
-        .map_err(|error| match leading {
-            // `CREATE EXTERNAL TABLE ... STORED AS CSV` and friends do not even parse
-            // in the generic dialect: what matters is that they are not queries.
-            Some(word) if STATEMENT_KEYWORDS.contains(&word.as_str()) => {
-                not_allowed(format!("{word} statements are not allowed; {ALLOWED}"))
-            }
-            _ => parse_refusal(error),
-        })?;
+    let mut parsed = Parser::new(&dialect).with_recursion_limit(RECURSION_LIMIT).with_tokens_with_locations(tokens);
+    let statements = match parsed.parse_statements() {
+        // DuckDB's FROM-first form with clauses but no select list (`FROM t WHERE …`)
+        // is `SELECT * FROM t WHERE …`, as the guest reads it.
+        Err(error) if leading.as_deref() == Some("FROM") => Parser::new(&dialect)
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(&format!("SELECT * {sql}"))
+            .and_then(|mut parser| parser.parse_statements())
+            .map_err(|_| error),
+        other => other,
+    };
+    let statements = statements.map_err(|error| match leading {
+        // `CREATE EXTERNAL TABLE ... STORED AS CSV` and friends do not even parse
+        // in the generic dialect: what matters is that they are not queries.
+        Some(word) if STATEMENT_KEYWORDS.contains(&word.as_str()) => {
+            not_allowed(format!("{word} statements are not allowed; {ALLOWED}"))
+        }
+        _ => parse_refusal(error),
+    })?;
     let statement = match statements.as_slice() {
         [] => return Err(refusal(ErrorType::SqlParseError, "the query is empty")),
         [one] => one,
@@ -61,9 +69,7 @@ pub(super) fn check_here(sql: &str, scope: &Scope) -> Result<Approved, RunError>
                 return Err(not_allowed(format!("EXPLAIN {} is not allowed; {ALLOWED}", kind(other))));
             }
         },
-        other => {
-            return Err(not_allowed(format!("{} is not allowed; {ALLOWED}", kind(other))));
-        }
+        other => return introspection(other, scope),
     };
 
     let mut checker = Checker { scope, ctes: HashSet::new(), tables: Vec::new() };
@@ -72,6 +78,101 @@ pub(super) fn check_here(sql: &str, scope: &Scope) -> Result<Approved, RunError>
     }
     Ok(Approved { tables: checker.tables, explain })
 }
+
+/// The read-only statements that describe the dataset (`SHOW TABLES`, `SHOW COLUMNS
+/// FROM t`, `DESCRIBE t`, `PRAGMA show_tables`, `PRAGMA table_info('t')`): the guest
+/// answers them from the dataset's schema. Any other statement is refused.
+fn introspection(statement: &Statement, scope: &Scope) -> Result<Approved, RunError> {
+    let table = match statement {
+        Statement::ShowTables {
+            terse: false,
+            history: false,
+            extended: false,
+            full: false,
+            external: false,
+            show_options,
+        } if is_plain(show_options) => None,
+        Statement::ShowColumns { extended: false, full: false, show_options }
+            if show_options.starts_with.is_none()
+                && show_options.limit.is_none()
+                && show_options.filter_position.is_none() =>
+        {
+            match show_options.show_in.as_ref().and_then(|show_in| show_in.parent_name.as_ref()) {
+                Some(name) => Some(name),
+                None => {
+                    return Err(not_allowed(format!(
+                        "SHOW COLUMNS needs a table: SHOW COLUMNS FROM t; {INTROSPECTION}"
+                    )));
+                }
+            }
+        }
+        Statement::ExplainTable {
+            describe_alias: DescribeAlias::Describe | DescribeAlias::Desc,
+            hive_format: None,
+            table_name,
+            ..
+        } => Some(table_name),
+        Statement::Explain { describe_alias: DescribeAlias::Describe | DescribeAlias::Desc, .. } => {
+            return Err(not_allowed(format!(
+                "DESCRIBE of a query is not supported; use EXPLAIN for its plan, or run it with LIMIT 0 to see its columns; {INTROSPECTION}"
+            )));
+        }
+        Statement::Pragma { name, value, .. } => {
+            let pragma = name.to_string().to_lowercase();
+            match (pragma.as_str(), value) {
+                ("show_tables", None) => None,
+                ("table_info", Some(value)) => {
+                    let table = match &value.value {
+                        sqlparser::ast::Value::SingleQuotedString(table) => table.clone(),
+                        _ => {
+                            return Err(not_allowed(format!(
+                                "PRAGMA table_info takes a table name in quotes: PRAGMA table_info('t'); {INTROSPECTION}"
+                            )));
+                        }
+                    };
+                    let name = ObjectName::from(vec![Ident::with_quote('"', table)]);
+                    return described(&name, scope);
+                }
+                _ => {
+                    return Err(not_allowed(format!(
+                        "PRAGMA {pragma} is not allowed; only PRAGMA show_tables and PRAGMA table_info('t') are; {INTROSPECTION}"
+                    )));
+                }
+            }
+        }
+        other => return Err(not_allowed(format!("{} is not allowed; {ALLOWED}; {INTROSPECTION}", kind(other)))),
+    };
+    match table {
+        Some(name) => described(name, scope),
+        None => Ok(Approved { tables: Vec::new(), explain: false }),
+    }
+}
+
+/// The approval of a statement that describes one table of the scope.
+fn described(name: &ObjectName, scope: &Scope) -> Result<Approved, RunError> {
+    let mut checker = Checker { scope, ctes: HashSet::new(), tables: Vec::new() };
+    if let ControlFlow::Break(refusal) = checker.check_table(name) {
+        return Err(refusal);
+    }
+    if checker.tables.is_empty() {
+        return Err(checker.unknown(&name.to_string()));
+    }
+    Ok(Approved { tables: checker.tables, explain: false })
+}
+
+fn is_plain(options: &ShowStatementOptions) -> bool {
+    options.show_in.is_none()
+        && options.starts_with.is_none()
+        && options.limit.is_none()
+        && options.filter_position.is_none()
+}
+
+/// What describes the dataset, for the refusals of statements that do not.
+const INTROSPECTION: &str =
+    "to see the dataset use SHOW TABLES, DESCRIBE t, or SELECT ... FROM information_schema.columns";
+
+/// The views of `information_schema` the guest provides.
+const INFORMATION_SCHEMA_TABLES: [&str; 2] = ["tables", "columns"];
 
 /// Words that start statements which are not queries.
 const STATEMENT_KEYWORDS: [&str; 31] = [
@@ -153,6 +254,16 @@ impl Checker<'_> {
                 }
                 *table
             }
+            [schema, view] if normalize(schema) == "information_schema" => {
+                return if INFORMATION_SCHEMA_TABLES.contains(&normalize(view).as_str()) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(not_allowed(format!(
+                        "{name} is not available; information_schema has: {}",
+                        INFORMATION_SCHEMA_TABLES.join(", ")
+                    )))
+                };
+            }
             [dataset, table]
                 if normalize(dataset) == self.scope.dataset_id.to_lowercase()
                     || dataset.value == self.scope.dataset_id =>
@@ -220,23 +331,19 @@ impl Visitor for Checker<'_> {
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<RunError> {
         match factor {
             TableFactor::Table { name, args: Some(_), .. } => {
-                // Exactly as the guest finds them: DataFusion looks table functions up
-                // by their unquoted lower-case name (`GENERATE_SERIES(…)` and
-                // `"generate_series"(…)` fail there), except `unnest`, which is syntax.
-                let function = name.to_string();
-                let runs_in_guest =
-                    ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str()) || function.eq_ignore_ascii_case("unnest");
-                if runs_in_guest {
+                // The guest folds an unquoted table function name to lower case, as
+                // SQL does; a quoted one is taken as written.
+                let function = match name.0.as_slice() {
+                    [ObjectNamePart::Identifier(ident)] => normalize(ident),
+                    _ => name.to_string(),
+                };
+                if ALLOWED_TABLE_FUNCTIONS.contains(&function.as_str()) {
                     ControlFlow::Continue(())
-                } else if ALLOWED_TABLE_FUNCTIONS.contains(&function.to_lowercase().trim_matches('"')) {
-                    ControlFlow::Break(not_allowed(format!(
-                        "table function {name} must be written in lower case without quotes: {}",
-                        function.to_lowercase().trim_matches('"')
-                    )))
                 } else {
                     ControlFlow::Break(not_allowed(format!(
-                        "table function {name} is not allowed; only {} compute rows, and the dataset's tables hold the data",
-                        ALLOWED_TABLE_FUNCTIONS.join(", ")
+                        "table function {name} is not allowed; only {} compute rows, and the dataset's tables hold the data: {}",
+                        ALLOWED_TABLE_FUNCTIONS.join(", "),
+                        self.scope.tables.join(", ")
                     )))
                 }
             }

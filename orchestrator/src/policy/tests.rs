@@ -180,3 +180,70 @@ fn the_precheck_refuses_absurd_shapes_before_parsing() {
     assert_eq!(r.message, "the query has a name of more than 8 parts (a.b.c...)");
     assert_eq!(allowed("SELECT a.b.c.d.e.f.g.h FROM orders").tables, vec!["orders"]);
 }
+
+#[test]
+fn introspection_of_the_dataset_is_allowed_and_of_anything_else_refused() {
+    for sql in ["SHOW TABLES", "PRAGMA show_tables", "SELECT * FROM information_schema.tables"] {
+        assert_eq!(allowed(sql).tables, Vec::<String>::new(), "{sql}");
+    }
+    let columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders'";
+    assert_eq!(allowed(columns).tables, Vec::<String>::new());
+    for sql in ["DESCRIBE orders", "DESC Orders", "SHOW COLUMNS FROM orders", "PRAGMA table_info('orders')"] {
+        assert_eq!(allowed(sql).tables, vec!["orders"], "{sql}");
+    }
+    for sql in ["DESCRIBE tickets", "SHOW COLUMNS FROM tickets", "PRAGMA table_info('tickets')"] {
+        assert_eq!(refused(sql).error_type, ErrorType::UnknownTable, "{sql}");
+    }
+    for sql in [
+        "SHOW ALL",
+        "SHOW datafusion.execution.batch_size",
+        "SHOW TABLES LIKE 'o%'",
+        "PRAGMA database_list",
+        "PRAGMA table_info(orders)",
+        "DESCRIBE SELECT 1",
+        "SELECT * FROM information_schema.df_settings",
+    ] {
+        let r = refused(sql);
+        assert_eq!(r.error_type, ErrorType::SqlNotAllowed, "{sql}: {r:?}");
+    }
+    // Every refusal of a statement says what to write instead.
+    assert!(refused("SHOW ALL").message.contains("SHOW TABLES, DESCRIBE t"), "{}", refused("SHOW ALL").message);
+    assert!(refused("DESCRIBE SELECT 1").message.contains("LIMIT 0"));
+}
+
+#[test]
+fn table_function_names_fold_to_lower_case_unless_quoted() {
+    for sql in [
+        "SELECT * FROM GENERATE_SERIES(1, 3)",
+        "SELECT * FROM Range(3)",
+        "SELECT * FROM \"generate_series\"(1, 3)",
+        "SELECT * FROM UNNEST([1])",
+    ] {
+        allowed(sql);
+    }
+    let r = refused("SELECT * FROM \"GENERATE_SERIES\"(1, 3)");
+    assert_eq!(r.error_type, ErrorType::SqlNotAllowed);
+    assert!(r.message.contains("only generate_series, range, unnest compute rows"), "{}", r.message);
+}
+
+#[test]
+fn from_first_queries_are_allowed() {
+    assert_eq!(allowed("FROM orders").tables, vec!["orders"]);
+    assert_eq!(allowed("FROM orders LIMIT 5").tables, vec!["orders"]);
+    assert_eq!(allowed("FROM orders WHERE total > 10 LIMIT 5").tables, vec!["orders"]);
+    assert_eq!(allowed("FROM orders SELECT order_id").tables, vec!["orders"]);
+    assert_eq!(refused("FROM tickets WHERE x = 1").error_type, ErrorType::UnknownTable);
+    assert_eq!(refused("FROM orders WHERE").error_type, ErrorType::SqlParseError);
+}
+
+/// The shape on which the guest's parser (sqlparser 0.62) takes time doubling with
+/// each `.not-b`: refused by the pre-check both sides share (`sql_bounds`).
+#[test]
+fn a_keyword_after_a_period_is_refused_before_parsing() {
+    let chain = format!("SELECT a{}", ".not-b".repeat(27));
+    let r = refused(&chain);
+    assert_eq!(r.error_type, ErrorType::SqlNotAllowed);
+    assert!(r.message.contains("must be quoted after a period: .\"not\""), "{}", r.message);
+    assert_eq!(refused("SELECT o.case FROM orders o").error_type, ErrorType::SqlNotAllowed);
+    allowed("SELECT o.\"not\", o.date, o.status FROM orders o");
+}

@@ -5,6 +5,7 @@ mod bounds;
 mod browser;
 mod chart;
 mod chat;
+mod dialect;
 mod docs;
 mod fake_kube;
 mod fake_llm;
