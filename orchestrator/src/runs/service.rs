@@ -1,6 +1,10 @@
 //! The run service: accept a query, check it, run it in a sandbox, record it — the
 //! one path every query takes, from `POST /runs`, the chat agent and (next) MCP.
 //!
+//! A client's share (MAX_RUNS_PER_CLIENT) is checked first, before anything is
+//! written: a client over it gets 429 and costs the store nothing, whether its
+//! queries would have run or been refused.
+//!
 //! A run that reaches a sandbox is owned by a task of its own ([`Runs::execute`]
 //! spawns it): when the HTTP client goes away mid-run, the task still finishes,
 //! records the real outcome and balances the metrics. A run is recorded when it
@@ -127,8 +131,11 @@ impl Runs {
     /// from `POST /runs` and from the chat agent alike.
     pub async fn execute(&self, dataset_id: &str, query: Query, limits: Limits, origin: Origin) -> Result<Run, Error> {
         let accepted = Instant::now();
-        let origin_client = origin.client;
         let dataset = self.catalog().dataset(dataset_id).ok_or_else(|| self.catalog().unknown_dataset(dataset_id))?;
+        // The client's share, before anything is written: held until the run is
+        // recorded (refused) or its task ends.
+        let ticket: Option<ClientTicket> =
+            origin.client.as_deref().map(|client| self.admission().admit(client)).transpose()?;
         let run_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
             "run",
@@ -195,8 +202,6 @@ impl Runs {
         run.tables = approved.tables;
 
         self.provider().accepting().map_err(Error::SandboxNotReady)?;
-        let ticket: Option<ClientTicket> =
-            origin_client.as_deref().map(|client| self.admission().admit(client)).transpose()?;
         let permit = self.admission().acquire_slot().await?;
         run.timings.queued_ms = Some(ms(accepted.elapsed()));
         self.metrics().queue_wait.observe(accepted.elapsed().as_secs_f64());
@@ -231,7 +236,8 @@ impl Runs {
         task.await.map_err(|e| Error::Internal(format!("the run's task failed: {e}")))?.map_err(Error::from)
     }
 
-    /// A run refused before any sandbox: recorded once, already finished.
+    /// A run refused before any sandbox: recorded once, already finished. The caller
+    /// holds the client's ticket until it is written.
     async fn record_refused(&self, mut run: Run, result: RunResult, accepted: Instant) -> Result<Run, Error> {
         run.timings.total_ms = Some(ms(accepted.elapsed()));
         run.finish_with(result);

@@ -222,6 +222,49 @@ async fn a_schema_is_computed_once_however_many_ask_together() {
     assert!(metrics.contains("csv_analyst_schema_computations_total 1\n"), "{metrics}");
 }
 
+/// The client's share is checked before anything is written: a client at its
+/// MAX_RUNS_PER_CLIENT gets 429 for a query the policy would refuse too, and the store
+/// has no record of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_share_is_refused_before_anything_is_recorded() {
+    let server = TestServer::start(|c| {
+        c.max_runs_per_client = Some(1);
+        c.run_timeout_seconds = 2.0;
+    })
+    .await;
+    let url = format!("{}/runs", server.url);
+    let bomb = tokio::spawn(async move {
+        let body = json!({"dataset_id": "support", "sql": BOMB});
+        client().post(url).header("x-client-id", "busy").json(&body).send().await.unwrap().status().as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = client()
+        .post(format!("{}/runs", server.url))
+        .header("x-client-id", "busy")
+        .json(&json!({"dataset_id": "support", "sql": "DROP TABLE tickets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "CLIENT_LIMIT", "{body}");
+    let (_, list) = server.get("/runs?limit=10").await;
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "only the running bomb is recorded: {list}");
+    assert_eq!(runs[0]["sql"], BOMB);
+    assert_eq!(bomb.await.unwrap(), 200);
+    // Once its run has ended, the client is served again (and refused by the policy).
+    let response = client()
+        .post(format!("{}/runs", server.url))
+        .header("x-client-id", "busy")
+        .json(&json!({"dataset_id": "support", "sql": "DROP TABLE tickets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "rejected");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_run_store_refuses_writes_with_503_and_keeps_serving_reads() {
     let server = TestServer::start(|c| c.run_store_max_mb = 1).await;
