@@ -115,8 +115,9 @@ pub struct Config {
     #[arg(long, env = "MAX_RUNS_PER_CLIENT", global = true)]
     pub max_runs_per_client: Option<usize>,
 
-    /// Size the run store may grow to, in MiB; past it, requests that write get 503
-    /// (reads and /healthz go on) until retention frees room. 0: no cap.
+    /// Size the run store (the database and its write-ahead log) may grow to, in
+    /// MiB; at it, the oldest records are pruned to make room (runs that did not
+    /// succeed first, never one in progress). 0: no cap.
     #[arg(long, env = "RUN_STORE_MAX_MB", default_value_t = 900, global = true)]
     pub run_store_max_mb: u64,
 

@@ -1,11 +1,16 @@
 //! The run service: accept a query, check it, run it in a sandbox, record it — the
 //! one path every query takes, from `POST /runs`, the chat agent and (next) MCP.
 //!
+//! A client's share (MAX_RUNS_PER_CLIENT) is checked first, before anything is
+//! written: a client over it gets 429 and costs the store nothing, whether its
+//! queries would have run or been refused.
+//!
 //! A run that reaches a sandbox is owned by a task of its own ([`Runs::execute`]
 //! spawns it): when the HTTP client goes away mid-run, the task still finishes,
 //! records the real outcome and balances the metrics. A run is recorded when it
 //! starts and again when it ends (a refused query is recorded once, already
-//! finished), so the store always knows about anything that reached a sandbox.
+//! finished, and compactly: [`crate::store::REFUSED_QUERY_BYTES`]), so the store
+//! always knows about anything that reached a sandbox.
 //!
 //! May use: the store, the sandbox, the policy and plan compiler, the datasets,
 //! metrics and errors. Knows nothing of HTTP.
@@ -14,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::{ErrorType, RunResult};
+use protocol::ErrorType;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
@@ -127,8 +132,11 @@ impl Runs {
     /// from `POST /runs` and from the chat agent alike.
     pub async fn execute(&self, dataset_id: &str, query: Query, limits: Limits, origin: Origin) -> Result<Run, Error> {
         let accepted = Instant::now();
-        let origin_client = origin.client;
         let dataset = self.catalog().dataset(dataset_id).ok_or_else(|| self.catalog().unknown_dataset(dataset_id))?;
+        // The client's share, before anything is written: held until the run is
+        // recorded (refused) or its task ends.
+        let ticket: Option<ClientTicket> =
+            origin.client.as_deref().map(|client| self.admission().admit(client)).transpose()?;
         let run_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!(
             "run",
@@ -165,20 +173,20 @@ impl Runs {
             Query::Plan(plan_json) => {
                 run.query_type = QueryType::Plan;
                 let scope = self.plan_scope(dataset, limits.max_rows).await?;
-                match plan::compile(&plan_json, &scope) {
-                    Ok(compiled) => {
-                        run.plan = Some(plan_json);
-                        compiled.sql
-                    }
+                let compiled = plan::compile(&plan_json, &scope);
+                run.plan = Some(plan_json);
+                match compiled {
+                    Ok(compiled) => compiled.sql,
                     Err(e) => {
-                        run.plan = Some(plan_json);
-                        let result = RunResult::failure(ErrorType::InvalidRequest, plan_error_message(&e));
-                        return self.record_refused(run, result, accepted).instrument(span).await;
+                        let message = plan_error_message(&e);
+                        return self
+                            .record_refused(run, "", ErrorType::InvalidRequest, &message, accepted)
+                            .instrument(span)
+                            .await;
                     }
                 }
             }
         };
-        run.sql = StoredSql::new(&sql);
 
         let scope = Scope { dataset_id: dataset.id.clone(), tables: dataset.table_names() };
         let checked_sql = sql.clone();
@@ -188,15 +196,14 @@ impl Runs {
         let approved = match verdict {
             Ok(approved) => approved,
             Err(refusal) => {
-                let result = RunResult::failure(refusal.error_type, refusal.message);
-                return self.record_refused(run, result, accepted).instrument(span).await;
+                let refused = self.record_refused(run, &sql, refusal.error_type, &refusal.message, accepted);
+                return refused.instrument(span).await;
             }
         };
+        run.sql = StoredSql::new(&sql);
         run.tables = approved.tables;
 
         self.provider().accepting().map_err(Error::SandboxNotReady)?;
-        let ticket: Option<ClientTicket> =
-            origin_client.as_deref().map(|client| self.admission().admit(client)).transpose()?;
         let permit = self.admission().acquire_slot().await?;
         run.timings.queued_ms = Some(ms(accepted.elapsed()));
         self.metrics().queue_wait.observe(accepted.elapsed().as_secs_f64());
@@ -231,10 +238,18 @@ impl Runs {
         task.await.map_err(|e| Error::Internal(format!("the run's task failed: {e}")))?.map_err(Error::from)
     }
 
-    /// A run refused before any sandbox: recorded once, already finished.
-    async fn record_refused(&self, mut run: Run, result: RunResult, accepted: Instant) -> Result<Run, Error> {
+    /// A run refused before any sandbox: recorded once, already finished, compactly
+    /// ([`Run::refuse`]). The caller holds the client's ticket until it is written.
+    async fn record_refused(
+        &self,
+        mut run: Run,
+        sql: &str,
+        error_type: ErrorType,
+        message: &str,
+        accepted: Instant,
+    ) -> Result<Run, Error> {
         run.timings.total_ms = Some(ms(accepted.elapsed()));
-        run.finish_with(result);
+        run.refuse(sql, error_type, message);
         self.store().insert(&run).await?;
         self.observe(&run);
         Ok(run)

@@ -17,5 +17,7 @@ pub mod sqlite;
 
 pub use self::backend::{Store, StoreError};
 pub use self::chat::{Thread, Turn};
-pub use self::run::{QueryType, Run, RunState, RunSummary, STORED_SQL_BYTES, StoredSql, Timings, now};
+pub use self::run::{
+    QueryType, REFUSED_QUERY_BYTES, Run, RunState, RunSummary, STORED_SQL_BYTES, StoredSql, Timings, now,
+};
 pub use self::sqlite::SqliteStore;

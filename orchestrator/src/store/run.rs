@@ -15,6 +15,13 @@ use sha2::{Digest, Sha256};
 /// and sha256: the store keeps what explains a run, not every byte a client sent.
 pub const STORED_SQL_BYTES: usize = 16 * 1024;
 
+/// A query refused before any sandbox (by the policy, or a plan that does not
+/// compile) is recorded compactly: its SQL as a prefix of at most this many bytes
+/// (with `sql_bytes`, `sql_truncated` and `sql_sha256` saying what was cut), its
+/// plan only when the plan's JSON is no longer, the refusal's message cut to it, and
+/// no rows. A flood of refusals then costs the store about 2 KiB a query.
+pub const REFUSED_QUERY_BYTES: usize = 1024;
+
 /// A run's lifecycle state: the one `status` the API shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,8 +95,8 @@ impl QueryType {
     }
 }
 
-/// The SQL of a run as stored: whole up to [`STORED_SQL_BYTES`], else a prefix with
-/// the length and sha256 of the whole.
+/// The SQL of a run as stored: whole up to [`STORED_SQL_BYTES`] (a refused query's:
+/// [`REFUSED_QUERY_BYTES`]), else a prefix with the length and sha256 of the whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredSql {
     pub text: String,
@@ -103,21 +110,33 @@ pub struct StoredSql {
 }
 
 impl StoredSql {
+    /// The SQL of a run that reached a sandbox: up to [`STORED_SQL_BYTES`].
     pub fn new(sql: &str) -> StoredSql {
-        if sql.len() <= STORED_SQL_BYTES {
+        StoredSql::capped(sql, STORED_SQL_BYTES)
+    }
+
+    /// `sql` whole up to `max` bytes, else its longest prefix of at most `max` bytes
+    /// that ends on a character, with the length and sha256 of the whole.
+    pub fn capped(sql: &str, max: usize) -> StoredSql {
+        if sql.len() <= max {
             return StoredSql { text: sql.to_string(), bytes: sql.len() as u64, truncated: false, sha256: None };
         }
-        let mut cut = STORED_SQL_BYTES;
-        while !sql.is_char_boundary(cut) {
-            cut -= 1;
-        }
         StoredSql {
-            text: sql[..cut].to_string(),
+            text: prefix(sql, max).to_string(),
             bytes: sql.len() as u64,
             truncated: true,
             sha256: Some(format!("{:x}", Sha256::digest(sql.as_bytes()))),
         }
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 /// Time spent in each phase, in milliseconds.
@@ -165,6 +184,23 @@ impl Run {
         self.error = result.error.clone();
         self.result = Some(result);
         self.finished_at = Some(now());
+    }
+
+    /// Finishes a run refused before any sandbox, recorded compactly (see
+    /// [`REFUSED_QUERY_BYTES`]): `sql` (for a plan, the SQL it compiled to, if any)
+    /// capped, a plan kept only when its JSON fits, the message cut, and a result with
+    /// the error and no rows.
+    pub fn refuse(&mut self, sql: &str, error_type: ErrorType, message: &str) {
+        self.sql = StoredSql::capped(sql, REFUSED_QUERY_BYTES);
+        if self.plan.as_ref().is_some_and(|plan| plan.to_string().len() > REFUSED_QUERY_BYTES) {
+            self.plan = None;
+        }
+        let message = if message.len() <= REFUSED_QUERY_BYTES {
+            message.to_string()
+        } else {
+            format!("{} … (message cut: {} bytes in all)", prefix(message, REFUSED_QUERY_BYTES), message.len())
+        };
+        self.finish_with(RunResult::failure(error_type, message));
     }
 
     /// The view of a line of `GET /runs`.
@@ -278,4 +314,60 @@ impl Serialize for RunSummary<'_> {
 /// The current time, RFC 3339 in UTC with milliseconds.
 pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> Run {
+        Run {
+            run_id: "r".into(),
+            status: RunState::Running,
+            dataset_id: "support".into(),
+            dataset_version_hash: None,
+            query_type: QueryType::Sql,
+            sql: StoredSql::new(""),
+            plan: None,
+            tables: Vec::new(),
+            result: None,
+            error: None,
+            sandbox_provider: "local".into(),
+            job_name: None,
+            request_id: None,
+            turn_id: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            timings: Timings::default(),
+        }
+    }
+
+    #[test]
+    fn a_refused_run_is_recorded_compactly() {
+        let sql = format!("DELETE FROM tickets WHERE category = '{}'", "é".repeat(7_500));
+        let mut run = running();
+        run.refuse(&sql, ErrorType::SqlNotAllowed, &format!("not allowed: {}", "m".repeat(5_000)));
+        assert_eq!(run.status, RunState::Rejected);
+        assert!(run.sql.truncated && run.sql.text.len() <= REFUSED_QUERY_BYTES && sql.starts_with(&run.sql.text));
+        assert_eq!(run.sql.bytes, sql.len() as u64);
+        assert_eq!(run.sql.sha256, Some(format!("{:x}", Sha256::digest(sql.as_bytes()))));
+        let result = run.result.as_ref().unwrap();
+        assert!(result.rows.is_empty() && result.columns.is_empty());
+        let message = &run.error.as_ref().unwrap().message;
+        assert!(message.len() <= REFUSED_QUERY_BYTES + 64, "{} bytes", message.len());
+        assert!(message.starts_with("not allowed: mmm") && message.ends_with("(message cut: 5013 bytes in all)"));
+        assert_eq!(result.error.as_ref().unwrap().message, *message);
+
+        // A short query and message are kept whole; a plan only while its JSON is short.
+        let mut run = running();
+        run.plan = Some(serde_json::json!({"table": "tickets", "limit": "ten"}));
+        run.refuse("", ErrorType::InvalidRequest, "invalid plan at /limit: not a number");
+        assert!(run.plan.is_some() && !run.sql.truncated && run.sql.text.is_empty());
+        assert_eq!(run.error.unwrap().message, "invalid plan at /limit: not a number");
+        let mut run = running();
+        run.plan = Some(serde_json::json!({"table": "tickets", "where": "x".repeat(2_000)}));
+        run.refuse("", ErrorType::InvalidRequest, "invalid plan: unknown field where");
+        assert_eq!(run.plan, None, "a refused plan over REFUSED_QUERY_BYTES of JSON is not kept");
+    }
 }

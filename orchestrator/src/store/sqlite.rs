@@ -9,6 +9,14 @@
 //!
 //! The store keeps [`Run`]s typed: the result as `RunResult` JSON, the error type as
 //! its wire name, parsed back into `ErrorType`. Lists read only the summary columns.
+//!
+//! The size cap (RUN_STORE_MAX_MB) bounds the database and its write-ahead log
+//! together, and never stops service: a write that finds the store full first
+//! prunes the oldest records to make room ([`make_room`]: runs that did not succeed,
+//! then succeeded runs, then finished chat turns; never a run or turn still
+//! running) and is retried. Only a store with nothing left to prune refuses a write.
+//! Pruned pages are reused by the next writes; retention ([`SqliteStore::prune`])
+//! gives them back to the file system (`auto_vacuum = INCREMENTAL`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +29,18 @@ use futures::future::BoxFuture;
 use super::backend::{Store, StoreError};
 use super::chat::{Thread, Turn};
 use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
+
+/// The write-ahead log's share of a capped store: at most a sixteenth of the cap, and
+/// at most 4 MiB (SQLite's default checkpoint point); the database file gets the rest.
+const WAL_SHARE: u64 = 16;
+const WAL_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Room made at once when a capped store is full: a twentieth of the cap, so that a
+/// store at its cap prunes once per that much written, not at every write.
+const ROOM_SHARE: u64 = 20;
+/// Room made at once when an uncapped store is full (the disk is).
+const UNCAPPED_ROOM_BYTES: u64 = 4 * 1024 * 1024;
+/// Records pruned at a time while making room.
+const PRUNE_BATCH: usize = 32;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -86,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteStore {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Bytes of free pages a full store makes before retrying a write.
+    room_bytes: u64,
 }
 
 impl SqliteStore {
@@ -95,25 +117,25 @@ impl SqliteStore {
         SqliteStore::open_capped(path, None)
     }
 
-    /// [`SqliteStore::open`], with the database's size capped at `max_bytes`: past it,
-    /// writes fail (and the service answers 503) while reads go on, as on a full disk.
+    /// [`SqliteStore::open`], with the database and its write-ahead log capped at
+    /// `max_bytes` together. At the cap, a write prunes the oldest records to make
+    /// room (see the module's documentation); reads never wait for it.
     pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<(SqliteStore, usize), StoreError> {
         let context = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::new(&context("cannot create the folder of"), e))?;
         }
         let mut conn = Connection::open(path).map_err(|e| StoreError::new(&context("cannot open"), e))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
+        // auto_vacuum first: it takes effect only in a file with no table yet (a store
+        // made by an older version keeps none, and reuses its free pages all the same).
+        conn.execute_batch(
+            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
         migrate(&mut conn).map_err(|e| StoreError::new(&context("cannot migrate"), e))?;
-        if let Some(max_bytes) = max_bytes {
-            let page_size: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(|e| StoreError::new(&context("cannot configure"), e))?;
-            let pages = (max_bytes as i64 / page_size.max(1)).max(1);
-            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-                .map_err(|e| StoreError::new(&context("cannot cap"), e))?;
-        }
+        // Runs left running are marked before the cap applies: a store left full of
+        // them still opens (a few pages past its cap, until they make room).
         let finished_at = now();
         let interrupted = conn
             .execute(
@@ -128,13 +150,21 @@ impl SqliteStore {
             params![finished_at],
         )
         .map_err(|e| StoreError::new("cannot mark interrupted turns", e))?;
-        Ok((SqliteStore { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) }, interrupted))
+        let room_bytes = match max_bytes {
+            Some(max_bytes) => {
+                cap(&conn, max_bytes).map_err(|e| StoreError::new(&context("cannot cap"), e))?;
+                (max_bytes / ROOM_SHARE).max(1)
+            }
+            None => UNCAPPED_ROOM_BYTES,
+        };
+        let store = SqliteStore { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)), room_bytes };
+        Ok((store, interrupted))
     }
 
     /// Records every run and turn still running as interrupted, with `message`.
     pub async fn interrupt_running(&self, message: &str) -> Result<usize, StoreError> {
         let message = message.to_string();
-        self.call("cannot record interrupted runs", move |conn| {
+        self.write("cannot record interrupted runs", move |conn| {
             let finished_at = now();
             let runs = conn.execute(
                 "UPDATE runs SET status = 'interrupted', error_type = 'INTERNAL', error_message = ?1, finished_at = ?2
@@ -173,10 +203,41 @@ impl SqliteStore {
         }
     }
 
+    /// [`SqliteStore::call`] for a write: `f` runs in one transaction; when the store
+    /// is full, the oldest records are pruned to make room and `f` runs again, until
+    /// it fits or nothing is left to prune (then the write fails: 503).
+    async fn write<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let room_bytes = self.room_bytes;
+        self.call(what, move |conn| {
+            loop {
+                let attempt = conn.unchecked_transaction().and_then(|tx| {
+                    let value = f(&tx)?;
+                    tx.commit()?;
+                    Ok(value)
+                });
+                match attempt {
+                    Err(e) if is_full(&e) => {
+                        let pruned = make_room(conn, room_bytes)?;
+                        if pruned == 0 {
+                            return Err(e);
+                        }
+                        tracing::info!(pruned, "the run store was full: pruned its oldest records to make room");
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
     /// Writes the whole run (a new one, or one refused before any sandbox).
     pub async fn insert(&self, run: &Run) -> Result<(), StoreError> {
         let row = RunRow::from(run);
-        self.call("cannot record the run", move |conn| {
+        self.write("cannot record the run", move |conn| {
             conn.execute(
                 "INSERT INTO runs (run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes,
                    sql_truncated, sql_sha256, plan_json, tables_json, result_json, error_type, error_message,
@@ -219,7 +280,7 @@ impl SqliteStore {
     /// Records how a run ended.
     pub async fn finish(&self, run: &Run) -> Result<(), StoreError> {
         let row = RunRow::from(run);
-        self.call("cannot record the run's result", move |conn| {
+        self.write("cannot record the run's result", move |conn| {
             conn.execute(
                 "UPDATE runs SET status = ?2, result_json = ?3, error_type = ?4, error_message = ?5,
                    job_name = COALESCE(?6, job_name), finished_at = ?7, run_ms = ?8, total_ms = ?9
@@ -277,7 +338,8 @@ impl SqliteStore {
     }
 
     /// Deletes runs beyond the newest `keep`, and runs created before `before`
-    /// (RFC 3339). Returns how many were deleted.
+    /// (RFC 3339), and gives the pages they freed back to the file system. Returns
+    /// how many were deleted.
     pub async fn prune(&self, keep: u64, before: Option<String>) -> Result<usize, StoreError> {
         self.call("cannot prune old runs", move |conn| {
             let mut deleted = conn.execute(
@@ -287,6 +349,16 @@ impl SqliteStore {
             if let Some(before) = before {
                 deleted += conn
                     .execute("DELETE FROM runs WHERE status != 'running' AND created_at < ?1", params![before])?;
+            }
+            if deleted > 0 {
+                // The free pages off the end of the database (one row per page: step
+                // through them all), then the log into it and cut: the file shrinks
+                // now. A store made by an older version, without auto_vacuum, keeps
+                // its free pages for reuse.
+                let mut vacuum = conn.prepare("PRAGMA incremental_vacuum")?;
+                let mut freed = vacuum.query([])?;
+                while freed.next()?.is_some() {}
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             }
             Ok(deleted)
         })
@@ -308,7 +380,7 @@ impl SqliteStore {
 
     pub async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         let t = thread.clone();
-        self.call("cannot record the thread", move |conn| {
+        self.write("cannot record the thread", move |conn| {
             conn.execute(
                 "INSERT INTO threads (thread_id, dataset_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![t.thread_id, t.dataset_id, t.title, t.created_at, t.updated_at],
@@ -347,7 +419,7 @@ impl SqliteStore {
     /// Deletes a thread and its turns (its runs stay, as runs). False if there was none.
     pub async fn delete_thread(&self, thread_id: &str) -> Result<bool, StoreError> {
         let thread_id = thread_id.to_string();
-        self.call("cannot delete the thread", move |conn| {
+        self.write("cannot delete the thread", move |conn| {
             conn.execute("DELETE FROM turns WHERE thread_id = ?1", params![thread_id])?;
             Ok(conn.execute("DELETE FROM threads WHERE thread_id = ?1", params![thread_id])? > 0)
         })
@@ -356,7 +428,7 @@ impl SqliteStore {
 
     pub async fn insert_turn(&self, turn: &Turn) -> Result<(), StoreError> {
         let t = turn.clone();
-        self.call("cannot record the turn", move |conn| {
+        self.write("cannot record the turn", move |conn| {
             conn.execute(
                 "INSERT INTO turns (turn_id, thread_id, status, user_message, assistant_message, response_json,
                    context_json, created_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -384,7 +456,7 @@ impl SqliteStore {
     /// Records how a turn ended.
     pub async fn finish_turn(&self, turn: &Turn) -> Result<(), StoreError> {
         let t = turn.clone();
-        self.call("cannot record the turn's outcome", move |conn| {
+        self.write("cannot record the turn's outcome", move |conn| {
             conn.execute(
                 "UPDATE turns SET status = ?2, assistant_message = ?3, response_json = ?4, context_json = ?5,
                    finished_at = ?6 WHERE turn_id = ?1",
@@ -594,6 +666,82 @@ fn turn_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Turn> {
     })
 }
 
+/// Caps a store at `max_bytes`: the database file at what the write-ahead log's share
+/// leaves (SQLite's `max_page_count`, which fails a write that would grow the file
+/// past it with SQLITE_FULL), and the log at its share (checkpointed, and cut back,
+/// at that size).
+fn cap(conn: &Connection, max_bytes: u64) -> rusqlite::Result<()> {
+    let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?.max(512) as u64;
+    let wal_bytes = (max_bytes / WAL_SHARE).min(WAL_MAX_BYTES);
+    let wal_pages = (wal_bytes / page_size).max(1);
+    let pages = (max_bytes.saturating_sub(wal_bytes) / page_size).max(1);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    conn.query_row(&format!("PRAGMA wal_autocheckpoint = {wal_pages}"), [], |_| Ok(()))?;
+    conn.query_row(&format!("PRAGMA journal_size_limit = {}", wal_pages * page_size), [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// Whether a write failed because the store is full (its cap, or the disk).
+fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+}
+
+/// Makes room in a full store: prunes the oldest records, [`PRUNE_BATCH`] at a time
+/// ([`prune_oldest`]), until `room_bytes` of pages are free or nothing is left to
+/// prune. Prunes at least one batch when it can, so that every call makes progress.
+/// Returns how many records it pruned.
+fn make_room(conn: &Connection, room_bytes: u64) -> rusqlite::Result<usize> {
+    let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?.max(1) as u64;
+    let mut pruned = 0;
+    loop {
+        let batch = prune_oldest(conn, PRUNE_BATCH)?;
+        pruned += batch;
+        let free_pages = conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))?.max(0) as u64;
+        if batch == 0 || free_pages * page_size >= room_bytes {
+            return Ok(pruned);
+        }
+    }
+}
+
+/// Prunes the `n` oldest records, in this order: runs that did not succeed (refused,
+/// failed, timed out, interrupted), oldest first; then succeeded runs, oldest first;
+/// and only when no run is left to prune, finished chat turns, oldest first. A run or
+/// turn still running is never pruned (a queued run has no record yet). A chat turn
+/// whose runs are pruned keeps its own record; reading such a run is a 404.
+fn prune_oldest(conn: &Connection, n: usize) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let mut oldest: Vec<i64> = Vec::new();
+    {
+        // `runs_status` indexes (status, rowid): each is a short index range.
+        let mut select = tx.prepare_cached("SELECT rowid FROM runs WHERE status = ?1 ORDER BY rowid LIMIT ?2")?;
+        let mut take = |state: RunState, n: usize| -> rusqlite::Result<Vec<i64>> {
+            select.query_map(params![state.as_str(), n as i64], |r| r.get(0))?.collect()
+        };
+        for state in RunState::ALL.into_iter().filter(|s| !matches!(s, RunState::Running | RunState::Succeeded)) {
+            oldest.extend(take(state, n)?);
+        }
+        oldest.sort_unstable();
+        oldest.truncate(n);
+        if oldest.len() < n {
+            oldest.extend(take(RunState::Succeeded, n - oldest.len())?);
+        }
+    }
+    let pruned = if oldest.is_empty() {
+        tx.execute(
+            "DELETE FROM turns WHERE seq IN (SELECT seq FROM turns WHERE status != 'running' ORDER BY seq LIMIT ?1)",
+            params![n as i64],
+        )?
+    } else {
+        let mut delete = tx.prepare_cached("DELETE FROM runs WHERE rowid = ?1")?;
+        for rowid in &oldest {
+            delete.execute(params![rowid])?;
+        }
+        oldest.len()
+    };
+    tx.commit()?;
+    Ok(pruned)
+}
+
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))? as usize;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
@@ -686,17 +834,131 @@ mod tests {
         assert_eq!(stored.sql.sha256, Some(format!("{:x}", sha2::Sha256::digest(long.as_bytes()))));
     }
 
+    fn with_status(id: &str, status: RunState) -> Run {
+        let mut r = run(id);
+        r.status = status;
+        r
+    }
+
+    /// The bytes a store takes on disk: the database and its write-ahead log.
+    fn on_disk(path: &Path) -> u64 {
+        let wal = path.with_extension("sqlite-wal");
+        [path, wal.as_path()].iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+    }
+
     #[tokio::test]
-    async fn a_full_store_refuses_writes_and_keeps_serving_reads() {
+    async fn a_full_store_prunes_its_oldest_runs_unsucceeded_first_and_never_running_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let cap = 256 * 1024;
+        let (store, _) = SqliteStore::open_capped(&path, Some(cap)).unwrap();
+        let present = |id: String| {
+            let store = store.clone();
+            async move { store.get(&id).await.unwrap().is_some() }
+        };
+        let old = [
+            ("running", RunState::Running),
+            ("ok-1", RunState::Succeeded),
+            ("rejected", RunState::Rejected),
+            ("failed", RunState::Failed),
+            ("ok-2", RunState::Succeeded),
+            ("timed-out", RunState::TimedOut),
+            ("interrupted", RunState::Interrupted),
+        ];
+        for (id, status) in old {
+            store.insert(&with_status(id, status)).await.unwrap();
+        }
+        // Refused runs, newer than all of those, until the store has made room once.
+        let filler = |id: String, status: RunState| {
+            let mut r = with_status(&id, status);
+            r.sql = StoredSql::new(&"x".repeat(3_000));
+            r
+        };
+        let mut refused = 0;
+        while present("r0".into()).await || refused == 0 {
+            store.insert(&filler(format!("r{refused}"), RunState::Rejected)).await.unwrap();
+            refused += 1;
+            assert!(refused < 10_000, "the cap never bit");
+        }
+        // The older runs that did not succeed went first; the succeeded and the running stay.
+        for id in ["rejected", "failed", "timed-out", "interrupted"] {
+            assert!(!present(id.into()).await, "{id} was pruned before newer refused runs");
+        }
+        for id in ["running", "ok-1", "ok-2"] {
+            assert!(present(id.into()).await, "{id} is kept while runs that did not succeed remain");
+        }
+        assert!(present(format!("r{}", refused - 1)).await, "the write that made room is kept");
+
+        // Succeeded runs now: every refused run goes before the oldest succeeded one.
+        let mut succeeded = 0;
+        while present("ok-1".into()).await {
+            store.insert(&filler(format!("s{succeeded}"), RunState::Succeeded)).await.unwrap();
+            succeeded += 1;
+            assert!(succeeded < 10_000, "ok-1 was never pruned");
+        }
+        for i in 0..refused {
+            assert!(!present(format!("r{i}")).await, "refused run r{i} outlived a succeeded run");
+        }
+        assert!(present(format!("s{}", succeeded - 1)).await);
+        // The running run is never pruned, and can still be finished.
+        let mut running = store.get("running").await.unwrap().unwrap();
+        assert_eq!(running.status, RunState::Running);
+        running.finish_with(RunResult::success(vec!["n".into()], vec!["BIGINT".into()], vec![vec![1.into()]], false));
+        store.finish(&running).await.unwrap();
+        assert_eq!(store.get("running").await.unwrap().unwrap().status, RunState::Succeeded);
+        assert!(on_disk(&path) <= cap + cap / 8, "{} bytes on disk for a cap of {cap}", on_disk(&path));
+    }
+
+    #[tokio::test]
+    async fn a_full_store_prunes_finished_chat_turns_once_no_run_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SqliteStore::open_capped(&dir.path().join("runs.sqlite"), Some(256 * 1024)).unwrap();
+        let thread = Thread {
+            thread_id: "t".into(),
+            dataset_id: "support".into(),
+            title: "t".into(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.create_thread(&thread).await.unwrap();
+        let turn = |id: String, status: &str| Turn {
+            turn_id: id,
+            thread_id: "t".into(),
+            status: status.into(),
+            user_message: "x".repeat(3_000),
+            assistant_message: None,
+            response: None,
+            context: None,
+            created_at: now(),
+            finished_at: None,
+        };
+        store.insert_turn(&turn("in-progress".into(), "running")).await.unwrap();
+        store.insert(&with_status("a-run", RunState::Succeeded)).await.unwrap();
+        let mut written = 0;
+        while store.turn("u0").await.unwrap().is_some() || written == 0 {
+            store.insert_turn(&turn(format!("u{written}"), "succeeded")).await.unwrap();
+            written += 1;
+            assert!(written < 10_000, "the cap never bit");
+        }
+        assert!(store.get("a-run").await.unwrap().is_none(), "runs go before turns");
+        assert!(store.turn("in-progress").await.unwrap().is_some(), "a running turn is never pruned");
+        assert!(store.thread("t").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_store_with_nothing_to_prune_refuses_writes_and_keeps_serving_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.sqlite");
         let (store, _) = SqliteStore::open(&path).unwrap();
-        store.insert(&run("kept")).await.unwrap();
+        store.insert(&with_status("kept", RunState::Running)).await.unwrap();
         drop(store);
-        let (store, _) = SqliteStore::open_capped(&path, Some(64 * 1024)).unwrap();
+        let (store, interrupted) = SqliteStore::open_capped(&path, Some(256 * 1024)).unwrap();
+        assert_eq!(interrupted, 1);
+        store.insert(&with_status("kept-running", RunState::Running)).await.unwrap();
+        // Only running runs: none may be pruned, so the cap refuses a write at last.
         let mut written = 0;
         let failure = loop {
-            let mut r = run(&format!("r{written}"));
+            let mut r = with_status(&format!("r{written}"), RunState::Running);
             r.sql = StoredSql::new(&"x".repeat(8_000));
             match store.insert(&r).await {
                 Ok(()) => written += 1,
@@ -706,12 +968,45 @@ mod tests {
         };
         assert!(failure.to_string().contains("full"), "{failure}");
         assert!(!failure.to_string().contains("runs.sqlite"), "no path in the message: {failure}");
-        assert_eq!(store.get("kept").await.unwrap().unwrap().run_id, "kept");
         assert!(written >= 1, "some runs fit");
-        assert_eq!(store.list(100).await.unwrap().len(), written + 1, "reads go on");
-        // Pruning frees room again.
-        assert!(store.prune(1, None).await.unwrap() > 0);
-        store.insert(&run("after")).await.unwrap();
+        // The interrupted run was pruned to make room; no running run was.
+        assert!(store.get("kept").await.unwrap().is_none());
+        assert_eq!(store.get("kept-running").await.unwrap().unwrap().status, RunState::Running);
+        assert_eq!(store.list(1_000).await.unwrap().len(), written + 1, "reads go on");
+        // A restart marks them interrupted even in a full store, and they make room again.
+        drop(store);
+        let (store, interrupted) = SqliteStore::open_capped(&path, Some(256 * 1024)).unwrap();
+        assert_eq!(interrupted, written + 1);
+        for i in 0..2 * written {
+            let mut r = run(&format!("after-{i}"));
+            r.sql = StoredSql::new(&"x".repeat(8_000));
+            store.insert(&r).await.unwrap();
+        }
+        assert!(store.get("kept-running").await.unwrap().is_none(), "the oldest interrupted run made room");
+    }
+
+    #[tokio::test]
+    async fn retention_gives_pruned_pages_back_to_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        let auto_vacuum: i64 = {
+            let conn = store.conn.lock().unwrap();
+            conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(auto_vacuum, 2, "a new store is made with auto_vacuum = INCREMENTAL");
+        for i in 0..200 {
+            let mut r = run(&format!("r{i}"));
+            r.sql = StoredSql::new(&"x".repeat(8_000));
+            store.insert(&r).await.unwrap();
+        }
+        let (_, before) = store.size().await.unwrap();
+        assert!(before > 1_000_000, "{before}");
+        assert_eq!(store.prune(10, None).await.unwrap(), 190);
+        let (runs, after) = store.size().await.unwrap();
+        assert_eq!(runs, 10);
+        assert!(after < before / 4, "the database shrank from {before} to only {after} bytes");
+        assert!(on_disk(&path) < before / 4, "{} bytes on disk", on_disk(&path));
     }
 
     #[tokio::test]

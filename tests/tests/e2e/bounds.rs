@@ -222,34 +222,221 @@ async fn a_schema_is_computed_once_however_many_ask_together() {
     assert!(metrics.contains("csv_analyst_schema_computations_total 1\n"), "{metrics}");
 }
 
+/// The client's share is checked before anything is written: a client at its
+/// MAX_RUNS_PER_CLIENT gets 429 for a query the policy would refuse too, and the store
+/// has no record of it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_run_store_refuses_writes_with_503_and_keeps_serving_reads() {
-    let server = TestServer::start(|c| c.run_store_max_mb = 1).await;
-    let long_sql = format!("SELECT COUNT(*) AS n FROM tickets WHERE category <> '{}'", "x".repeat(12_000));
-    let mut refused = None;
-    for _ in 0..500 {
-        let response = client()
-            .post(format!("{}/runs", server.url))
-            .header("x-client-id", "filler")
-            .json(&json!({"dataset_id": "support", "sql": long_sql}))
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 200 {
-            refused = Some((response.status().as_u16(), response.json::<Value>().await.unwrap()));
-            break;
+async fn a_client_over_its_share_is_refused_before_anything_is_recorded() {
+    let server = TestServer::start(|c| {
+        c.max_runs_per_client = Some(1);
+        c.run_timeout_seconds = 2.0;
+    })
+    .await;
+    let url = format!("{}/runs", server.url);
+    let bomb = tokio::spawn(async move {
+        let body = json!({"dataset_id": "support", "sql": BOMB});
+        client().post(url).header("x-client-id", "busy").json(&body).send().await.unwrap().status().as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = client()
+        .post(format!("{}/runs", server.url))
+        .header("x-client-id", "busy")
+        .json(&json!({"dataset_id": "support", "sql": "DROP TABLE tickets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "CLIENT_LIMIT", "{body}");
+    let (_, list) = server.get("/runs?limit=10").await;
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "only the running bomb is recorded: {list}");
+    assert_eq!(runs[0]["sql"], BOMB);
+    assert_eq!(bomb.await.unwrap(), 200);
+    // Once its run has ended, the client is served again (and refused by the policy).
+    let response = client()
+        .post(format!("{}/runs", server.url))
+        .header("x-client-id", "busy")
+        .json(&json!({"dataset_id": "support", "sql": "DROP TABLE tickets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "rejected");
+}
+
+/// One client floods a 4 MiB store with 1,500 refused 15 KB queries, 16 at a time:
+/// its share bounds it (429s), each refusal is recorded compactly, and at the cap the
+/// oldest refusals make room. Another client's runs succeed before, during and after
+/// the flood, nobody gets a 503, the succeeded runs outlive the refusals, a chat turn
+/// whose run was pruned still reads, and the store stays within its cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_queries_never_fills_the_store_for_anyone() {
+    const CAP: u64 = 4 * 1024 * 1024;
+    const FLOOD: usize = 1_500;
+    const AT_ONCE: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.sqlite");
+    let server = TestServer::start_in(dir, |c| {
+        c.run_store_max_mb = CAP / (1024 * 1024);
+        c.max_concurrent_runs = Some(4);
+        c.max_runs_per_client = Some(4);
+    })
+    .await;
+    let started = Instant::now();
+    let url = server.url.clone();
+    // The quiet client's runs: each result about 50 KB (200 rows of 12 columns).
+    let quiet_run = move || {
+        let url = url.clone();
+        async move {
+            let response = client()
+                .post(format!("{url}/runs"))
+                .header("x-client-id", "quiet")
+                .json(&json!({"dataset_id": "sensors", "sql": "SELECT * FROM sensors"}))
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!((code, body["status"].as_str()), (200, Some("succeeded")), "the quiet client: {body}");
+            body["run_id"].as_str().unwrap().to_string()
+        }
+    };
+    // A chat turn whose (refused) run is the oldest refusal: pruned first.
+    let response = client()
+        .post(format!("{}/chat", server.url))
+        .header("x-client-id", "quiet")
+        .json(&json!({"dataset_id": "support", "message": "SQL: DROP TABLE tickets"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let turn: Value = response.json().await.unwrap();
+    assert_eq!(turn["status"], "rejected", "{turn}");
+    let turn_run = turn["details"]["attempts"][0]["run_id"].as_str().unwrap().to_string();
+    let (code, _) = server.get(&format!("/runs/{turn_run}")).await;
+    assert_eq!(code, 200);
+    // About half of the store in succeeded runs, before the flood: with the refusals
+    // (about 1.7 KB each as stored) more than the store holds.
+    let mut kept = Vec::new();
+    for _ in 0..40 {
+        kept.push(quiet_run().await);
+    }
+
+    let sql = format!("DELETE FROM tickets WHERE category = '{}'", "x".repeat(15_000));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..AT_ONCE {
+        let (url, sql, next) = (server.url.clone(), sql.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            // (request index, run id) of each refusal recorded, and the 429s.
+            let mut refused = Vec::new();
+            let mut limited = 0;
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= FLOOD {
+                    break;
+                }
+                loop {
+                    let response = client()
+                        .post(format!("{url}/runs"))
+                        .header("x-client-id", "flood")
+                        .json(&json!({"dataset_id": "support", "sql": sql}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let code = response.status().as_u16();
+                    let body: Value = response.json().await.unwrap();
+                    match code {
+                        // Over its share: sent again, so that every query is recorded in the end.
+                        429 => {
+                            assert_eq!(body["error"]["type"], "CLIENT_LIMIT", "{body}");
+                            limited += 1;
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        200 => {
+                            assert_eq!(body["status"], "rejected", "{body}");
+                            refused.push((index, body["run_id"].as_str().unwrap().to_string()));
+                            break;
+                        }
+                        _ => panic!("the flooding client got {code}: {body}"),
+                    }
+                }
+            }
+            (refused, limited)
+        }));
+    }
+    // The quiet client goes on meanwhile.
+    let mut during = 0;
+    while workers.iter().any(|w| !w.is_finished()) {
+        kept.push(quiet_run().await);
+        during += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut refused = Vec::new();
+    let mut limited = 0;
+    for worker in workers {
+        let (ids, n) = worker.await.unwrap();
+        refused.extend(ids);
+        limited += n;
+    }
+    refused.sort();
+    assert_eq!(refused.len(), FLOOD);
+    assert!(during >= 1, "the quiet client ran during the flood");
+    assert!(limited > 0, "{AT_ONCE} at once over a share of 4: some got 429 before anything was written");
+    // At the cap now: the quiet client is still served.
+    kept.push(quiet_run().await);
+
+    // The oldest refusals made room; every succeeded run was kept; the newest refusal
+    // is there, compact: a 1 KiB prefix, the length, no rows.
+    let mut pruned = Vec::new();
+    for (index, run_id) in &refused {
+        let response = client().get(format!("{}/runs/{run_id}", server.url)).send().await.unwrap();
+        match response.status().as_u16() {
+            404 => pruned.push(*index),
+            200 => {}
+            code => panic!("GET /runs/{run_id}: {code}"),
         }
     }
-    let (code, body) = refused.expect("a 1 MiB store fills up");
-    assert_eq!(code, 503, "{body}");
-    assert_eq!(body["error"]["type"], "STORE_UNAVAILABLE");
-    assert!(!body["error"]["message"].as_str().unwrap().contains("runs.sqlite"), "no paths: {body}");
+    assert!(!pruned.is_empty(), "the store reached its cap and pruned refusals");
+    assert!(pruned.iter().all(|&i| i < FLOOD - 100), "the newest refusals were kept; pruned: {pruned:?}");
+    for run_id in &kept {
+        let (code, run) = server.get(&format!("/runs/{run_id}")).await;
+        assert_eq!((code, run["status"].as_str()), (200, Some("succeeded")), "{run_id}");
+    }
+    // The chat turn still reads, without its pruned run.
+    let (code, _) = server.get(&format!("/runs/{turn_run}")).await;
+    assert_eq!(code, 404, "the chat turn's refused run was the oldest refusal");
+    let (code, view) = server.get(&format!("/chat/turns/{}", turn["turn_id"].as_str().unwrap())).await;
+    assert_eq!((code, view["attempts"].clone()), (200, json!([])), "{view}");
+    let (code, messages) = server.get(&format!("/threads/{}/messages", turn["thread_id"].as_str().unwrap())).await;
+    assert_eq!((code, messages["messages"].as_array().map(Vec::len)), (200, Some(2)), "{messages}");
+    let (code, newest) = server.get(&format!("/runs/{}", refused.last().unwrap().1)).await;
+    assert_eq!(code, 200, "{newest}");
+    assert_eq!(newest["details"]["sql_truncated"], true);
+    assert_eq!(newest["details"]["sql_bytes"], sql.len());
+    assert!(newest["details"]["sql"].as_str().unwrap().len() <= 1024);
+    assert_eq!(newest["result"]["rows"], json!([]));
+    assert_eq!(newest["result"]["error"]["type"], "SQL_NOT_ALLOWED");
+
+    let wal = path.with_extension("sqlite-wal");
+    let on_disk: u64 = [&path, &wal].iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    assert!(on_disk <= CAP + CAP / 8, "the store takes {on_disk} bytes for a cap of {CAP}");
+    let (code, list) = server.get("/runs?limit=500").await;
+    assert_eq!((code, list["runs"].as_array().unwrap().len()), (200, 500));
     assert_healthy(&server).await;
-    let (code, list) = server.get("/runs?limit=5").await;
-    assert_eq!(code, 200);
-    assert_eq!(list["runs"].as_array().unwrap().len(), 5);
-    let (code, _) = server.get("/datasets").await;
-    assert_eq!(code, 200);
+    let took = started.elapsed();
+    std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "flood: {} refusals ({} pruned), {limited} 429s, {during} quiet runs during it, {on_disk} bytes on disk, \
+             {took:?}\n",
+            refused.len(),
+            pruned.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
 }
 
 /// The service's memory under a hostile mix stays within its documented bound
