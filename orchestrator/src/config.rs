@@ -111,7 +111,9 @@ pub struct Config {
 
     /// Runs one client (its `x-client-id` header, else its address) may have
     /// waiting or running at once; more get 429. Default: three quarters of the
-    /// run slots (at least 1), so one client cannot take them all once there are four.
+    /// run slots rounded up, but always at least 1 and, from two slots on, at most
+    /// one fewer than the slots, so one client can never take them all. A value set
+    /// here is taken as given.
     #[arg(long, env = "MAX_RUNS_PER_CLIENT", global = true)]
     pub max_runs_per_client: Option<usize>,
 
@@ -410,12 +412,6 @@ impl Config {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
                 .max(1),
         }
-    }
-
-    /// Runs one client may have waiting or running at once.
-    pub fn runs_per_client(&self) -> usize {
-        let slots = self.concurrency();
-        self.max_runs_per_client.unwrap_or((slots - slots / 4).max(1))
     }
 
     /// Checks the settings that clap cannot.
