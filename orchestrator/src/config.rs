@@ -108,8 +108,8 @@ pub struct Config {
     /// Open connections one client address may hold (an IPv6 address's /64 counts as
     /// one); more are closed as they are accepted. 0: no per-address cap. Behind a
     /// reverse proxy, an ingress controller or a load balancer that rewrites source
-    /// addresses, every client shares the proxy's address: set 0 or more than the
-    /// proxy's connection pool, and limit clients at the proxy.
+    /// addresses, every client shares the proxy's address: set 0 (the Helm chart
+    /// does) or more than the proxy's connection pool, and limit clients at the proxy.
     #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 32, global = true)]
     pub max_connections_per_address: usize,
 
