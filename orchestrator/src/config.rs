@@ -100,9 +100,24 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
-    /// Open connections at most; more are closed as they are accepted.
+    /// Open connections at most; more are closed as they are accepted (but for a
+    /// small reserve that serves only /healthz, /readyz and /metrics).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, global = true)]
     pub max_connections: usize,
+
+    /// Open connections one client address may hold (an IPv6 address's /64 counts as
+    /// one); more are closed as they are accepted. 0: no per-address cap. Behind a
+    /// reverse proxy, an ingress controller or a load balancer that rewrites source
+    /// addresses, every client shares the proxy's address: set 0 (the Helm chart
+    /// does) or more than the proxy's connection pool, and limit clients at the proxy.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 32, global = true)]
+    pub max_connections_per_address: usize,
+
+    /// A second address serving only /healthz, /readyz and /metrics, with its own
+    /// small connection budget (not MAX_CONNECTIONS nor the per-address cap), so
+    /// probes answer however many clients hold the main listener. Unset: none.
+    #[arg(long, env = "PROBE_LISTEN_ADDR", global = true)]
+    pub probe_listen_addr: Option<SocketAddr>,
 
     /// Seconds a client has to send a request's headers (and that an idle
     /// keep-alive connection stays open).
@@ -111,7 +126,9 @@ pub struct Config {
 
     /// Runs one client (its `x-client-id` header, else its address) may have
     /// waiting or running at once; more get 429. Default: three quarters of the
-    /// run slots (at least 1), so one client cannot take them all once there are four.
+    /// run slots rounded up, but always at least 1 and, from two slots on, at most
+    /// one fewer than the slots, so one client can never take them all. A value set
+    /// here is taken as given.
     #[arg(long, env = "MAX_RUNS_PER_CLIENT", global = true)]
     pub max_runs_per_client: Option<usize>,
 
@@ -413,12 +430,6 @@ impl Config {
         }
     }
 
-    /// Runs one client may have waiting or running at once.
-    pub fn runs_per_client(&self) -> usize {
-        let slots = self.concurrency();
-        self.max_runs_per_client.unwrap_or((slots - slots / 4).max(1))
-    }
-
     /// Checks the settings that clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.run_timeout_seconds > 0.0 && self.run_timeout_seconds <= 900.0) {
@@ -442,6 +453,18 @@ impl Config {
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS must be at least 1".into());
         }
+        if let Some(probe) = self.probe_listen_addr
+            && probe.port() != 0
+            && probe.port() == self.listen_addr.port()
+            && (probe.ip() == self.listen_addr.ip()
+                || probe.ip().is_unspecified()
+                || self.listen_addr.ip().is_unspecified())
+        {
+            return Err(format!(
+                "PROBE_LISTEN_ADDR ({probe}) must be another address or port than LISTEN_ADDR ({})",
+                self.listen_addr
+            ));
+        }
         if !(self.http_header_timeout_seconds > 0.0 && self.http_header_timeout_seconds <= 600.0) {
             return Err("HTTP_HEADER_TIMEOUT_SECONDS must be greater than 0 and at most 600".into());
         }
@@ -458,5 +481,31 @@ impl Config {
             return Err("CHAT_TURN_TIMEOUT_SECONDS must be greater than 0 and at most 3600".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_listener_must_not_take_the_main_address() {
+        let mut config = Config::without_env();
+        assert_eq!(config.max_connections_per_address, 32);
+        assert_eq!(config.probe_listen_addr, None);
+        config.listen_addr = "0.0.0.0:8000".parse().unwrap();
+        for clash in ["0.0.0.0:8000", "127.0.0.1:8000"] {
+            config.probe_listen_addr = Some(clash.parse().unwrap());
+            let error = config.validate().unwrap_err();
+            assert!(error.contains("PROBE_LISTEN_ADDR"), "{clash}: {error}");
+        }
+        for fine in ["0.0.0.0:8001", "127.0.0.1:0"] {
+            config.probe_listen_addr = Some(fine.parse().unwrap());
+            assert_eq!(config.validate(), Ok(()), "{fine}");
+        }
+        let parsed =
+            Config::from_args(["--probe-listen-addr", "127.0.0.1:9000", "--max-connections-per-address", "0"]).unwrap();
+        assert_eq!(parsed.probe_listen_addr, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(parsed.max_connections_per_address, 0);
     }
 }

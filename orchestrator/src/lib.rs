@@ -14,12 +14,14 @@
 //! 5. Services: [`runs`] (admission, policy, sandbox, record), [`chat`] (the analyst
 //!    agent, threads and turns), [`llm`] (model clients).
 //! 6. Edges: [`api`] (the router and thin handlers), [`page`] (the web page),
-//!    [`state`] (what the handlers share), [`server`] (the composition root: start-up,
-//!    serving, graceful shutdown).
+//!    [`state`] (what the handlers share), [`connections`] (the accept loop's
+//!    connection budget), [`server`] (the composition root: start-up, serving,
+//!    graceful shutdown).
 
 pub mod api;
 pub mod chat;
 pub mod config;
+pub mod connections;
 pub mod datasets;
 pub mod error;
 pub mod llm;

@@ -8,6 +8,9 @@
 //! - `csv_analyst_capacity_rejections_total`: runs refused because every slot was busy.
 //! - `csv_analyst_http_requests_total{method,route,code}`: HTTP requests served (known
 //!   methods and routes only; `other` for the rest, so a client cannot create series).
+//! - `csv_analyst_connections_refused_total{reason}`: connections closed at accept:
+//!   `address_limit` (MAX_CONNECTIONS_PER_ADDRESS), `connection_limit` (MAX_CONNECTIONS
+//!   and the probe reserve), `probe_limit` (the probe listener's own budget).
 //! - `csv_analyst_k8s_job_create_errors_total`, `csv_analyst_k8s_pod_start_seconds`.
 //! - `csv_analyst_module_load_seconds`: how long the sandbox module took to load.
 //! - `csv_analyst_schema_computations_total`: dataset schemas computed in the sandbox.
@@ -47,6 +50,11 @@ pub struct HttpLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TurnLabels {
     pub endpoint: String,
     pub status: String,
@@ -76,6 +84,7 @@ pub struct Metrics {
     pub in_flight: Gauge<i64, AtomicI64>,
     pub capacity_rejections: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub connections_refused: Family<RefusalLabels, Counter>,
     pub k8s_job_create_errors: Counter,
     pub k8s_pod_start: Histogram,
     pub module_load: Gauge<f64, AtomicU64>,
@@ -110,6 +119,12 @@ impl Default for Metrics {
         );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by method, route and status code", http_requests.clone());
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed as they were accepted, by the limit that refused them",
+            connections_refused.clone(),
+        );
         let k8s_job_create_errors = Counter::default();
         registry.register(
             "k8s_job_create_errors",
@@ -155,6 +170,7 @@ impl Default for Metrics {
             in_flight,
             capacity_rejections,
             http_requests,
+            connections_refused,
             k8s_job_create_errors,
             k8s_pod_start,
             module_load,

@@ -8,23 +8,24 @@
 //! May use: every module (it is the top of the house).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use runner_host::{ModuleSource, Profiler, SandboxOptions, module};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::api::{self, ClientAddr};
+use crate::api::{self, ClientAddr, ConnectionScope};
 use crate::chat::Chat;
 use crate::config::{Config, ProviderKind};
+use crate::connections::{Admitted, ConnectionBudget};
 use crate::datasets::Catalog;
 use crate::llm::LlmClient;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusalLabels};
 use crate::runs::{RunSettings, Runs};
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
 use crate::state::AppState;
@@ -122,22 +123,52 @@ async fn maintain_store(state: AppState) {
     }
 }
 
+/// Connections of the probe listener (PROBE_LISTEN_ADDR) at once: kubelets and
+/// metrics scrapers, a handful each.
+const PROBE_MAX_CONNECTIONS: usize = 64;
+/// The header timeout of probe-only connections (the probe listener's and the
+/// probe reserve's), when HTTP_HEADER_TIMEOUT_SECONDS is longer: a probe sends its
+/// request at once.
+const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Refused connections are logged at most this often (a wave would flood the log).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests
 /// (and so in-flight runs and chat turns) finish for up to SHUTDOWN_GRACE_SECONDS;
-/// runs still going then are recorded `interrupted`.
-///
-/// Connections are served here rather than by `axum::serve` so that they are
-/// bounded: at most MAX_CONNECTIONS at once (more are closed at accept), and a
-/// client must send a request's headers within HTTP_HEADER_TIMEOUT_SECONDS (also
-/// the limit on an idle keep-alive connection).
+/// runs still going then are recorded `interrupted`. No probe listener: see
+/// [`serve_with_probes`].
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_probes(state, listener, None, shutdown).await
+}
+
+/// [`serve`], and with `probe_listener` (PROBE_LISTEN_ADDR) also serves the probe
+/// routes (`/healthz`, `/readyz`, `/metrics`; other paths are 404) there.
+///
+/// Connections are served here rather than by `axum::serve` so that they are
+/// bounded (`crate::connections`): on the main listener at most MAX_CONNECTIONS at
+/// once, at most MAX_CONNECTIONS_PER_ADDRESS of them from one address (more are
+/// closed at accept), and past MAX_CONNECTIONS a small reserve that serves the probe
+/// routes only (one request a connection; anything else is 503 `CONNECTION_LIMIT`),
+/// so the probes answer on the main listener too while a wave holds every
+/// connection. The probe listener has its own budget (PROBE_MAX_CONNECTIONS), not
+/// the main listener's. A client must send a request's headers within
+/// HTTP_HEADER_TIMEOUT_SECONDS (also the limit on an idle keep-alive connection;
+/// at most PROBE_HEADER_TIMEOUT on probe-only connections).
+pub async fn serve_with_probes(
+    state: AppState,
+    listener: TcpListener,
+    probe_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
+    let probe_address = probe_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     tracing::info!(
         %address,
+        probe_address = %probe_address.map_or_else(|| "none".to_string(), |a| a.to_string()),
         provider = state.provider().kind().as_str(),
         datasets = ?state.catalog().ids(),
         store = %state.runs().store().location(),
@@ -145,41 +176,72 @@ pub async fn serve(
     );
     let router = api::router(state.clone());
     let config = state.config();
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let budget = ConnectionBudget::main(config.max_connections, config.max_connections_per_address);
+    let probe_budget = ConnectionBudget::new(PROBE_MAX_CONNECTIONS, 0, 0, 0);
     let header_timeout = Duration::from_secs_f64(config.http_header_timeout_seconds);
+    let probe_header_timeout = header_timeout.min(PROBE_HEADER_TIMEOUT);
+    let mut refusals = RefusalLog::default();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset before accept:
-                    // pause briefly rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (accepted, on_probe_listener) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = accept_if_any(probe_listener.as_ref()) => (accepted, true),
             () = &mut shutdown => break,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = config.max_connections, "connection refused: MAX_CONNECTIONS reached");
-            drop(stream);
-            continue;
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before accept:
+                // pause briefly rather than spin.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(ClientAddr(peer))));
+        let admitted = if on_probe_listener {
+            match probe_budget.admit(peer.ip()) {
+                Ok(Admitted::Full(guard) | Admitted::ProbesOnly(guard)) => Ok((guard, ConnectionScope::ProbeListener)),
+                Err(_) => Err("probe_limit"),
+            }
+        } else {
+            match budget.admit(peer.ip()) {
+                Ok(Admitted::Full(guard)) => Ok((guard, ConnectionScope::All)),
+                Ok(Admitted::ProbesOnly(guard)) => Ok((guard, ConnectionScope::ProbeReserve)),
+                Err(refusal) => Err(refusal.as_str()),
+            }
+        };
+        let (guard, scope) = match admitted {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                state.metrics().connections_refused.get_or_create(&RefusalLabels { reason }).inc();
+                refusals.refused(reason, peer, config);
+                drop(stream);
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(
+            router.clone().layer(axum::Extension(ClientAddr(peer))).layer(axum::Extension(scope)),
+        );
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+        builder.timer(TokioTimer::new());
+        if scope == ConnectionScope::All {
+            builder.header_read_timeout(header_timeout).keep_alive(true);
+        } else {
+            // A probe-only connection: one request (the reserve's) or keep-alive
+            // (the probe listener's), and a short wait for headers either way.
+            builder.header_read_timeout(probe_header_timeout).keep_alive(scope == ConnectionScope::ProbeListener);
+        }
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            let _permit = permit;
+            let _guard = guard;
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    drop(probe_listener);
     tracing::info!("shutting down: finishing in-flight requests");
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
@@ -201,13 +263,56 @@ pub async fn serve(
     Ok(())
 }
 
-/// The `serve` command: bind LISTEN_ADDR and serve until a signal.
+/// The next connection of `listener`; never, without one.
+async fn accept_if_any(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs refused connections without flooding: the first one, then at most one line
+/// every REFUSAL_LOG_EVERY with the count since (the metric counts each).
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, reason: &'static str, peer: SocketAddr, config: &Config) {
+        self.since += 1;
+        if self.last.is_some_and(|last| last.elapsed() < REFUSAL_LOG_EVERY) {
+            return;
+        }
+        let limit = match reason {
+            "address_limit" => format!("MAX_CONNECTIONS_PER_ADDRESS={}", config.max_connections_per_address),
+            "connection_limit" => format!("MAX_CONNECTIONS={} and the probe reserve", config.max_connections),
+            _ => format!("the probe listener's {PROBE_MAX_CONNECTIONS} connections"),
+        };
+        tracing::warn!(%peer, reason, refused = self.since, "connections refused at accept: {limit} reached");
+        self.last = Some(Instant::now());
+        self.since = 0;
+    }
+}
+
+/// The `serve` command: bind LISTEN_ADDR (and PROBE_LISTEN_ADDR, when set) and
+/// serve until a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
+    let probe_listener = match config.probe_listen_addr {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on PROBE_LISTEN_ADDR={address}"))?,
+        ),
+        None => None,
+    };
     let state = build_state(config).await?;
-    serve(state, listener, shutdown_signal()).await
+    serve_with_probes(state, listener, probe_listener, shutdown_signal()).await
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

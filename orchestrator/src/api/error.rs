@@ -21,6 +21,8 @@ pub mod kind {
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// A request on a connection past MAX_CONNECTIONS, which serves only the probes.
+    pub const CONNECTION_LIMIT: &str = "CONNECTION_LIMIT";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

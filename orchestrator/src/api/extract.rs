@@ -15,6 +15,23 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// Which routes a connection may use; the server puts it in each request's
+/// extensions (none: every route, as for a router served some other way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionScope {
+    /// Every route: a main-listener connection within the budget.
+    All,
+    /// The probe routes only ([`PROBE_PATHS`]): the probe listener (PROBE_LISTEN_ADDR);
+    /// other paths are 404.
+    ProbeListener,
+    /// The probe routes only: a main-listener connection past MAX_CONNECTIONS, from
+    /// the probe reserve; other paths are 503 `CONNECTION_LIMIT`.
+    ProbeReserve,
+}
+
+/// The routes served whatever the connection budget: the probes and the metrics.
+pub const PROBE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// `axum::Json`, with its rejections answered as [`ApiError`]s.
 pub struct ApiJson<T>(pub T);
 

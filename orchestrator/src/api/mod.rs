@@ -16,5 +16,5 @@ pub mod router;
 pub mod runs;
 
 pub use self::error::ApiError;
-pub use self::extract::ClientAddr;
+pub use self::extract::{ClientAddr, ConnectionScope, PROBE_PATHS};
 pub use self::router::{MAX_REQUEST_ID_CHARS, router};

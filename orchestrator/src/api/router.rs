@@ -5,12 +5,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::error::{ApiError, kind};
+use super::extract::{ConnectionScope, PROBE_PATHS};
 use super::{chat, datasets, health, runs};
 use crate::page;
 use crate::state::AppState;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(within_connection_scope))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -70,6 +72,32 @@ async fn drop_oversized_request_id(mut request: Request, next: Next) -> Response
         request.headers_mut().remove("x-request-id");
     }
     next.run(request).await
+}
+
+/// A connection that may use only the probe routes (the probe listener, or the
+/// probe reserve past MAX_CONNECTIONS) gets a JSON error for any other path.
+async fn within_connection_scope(request: Request, next: Next) -> Response {
+    let scope = request.extensions().get::<ConnectionScope>().copied().unwrap_or(ConnectionScope::All);
+    if scope == ConnectionScope::All || PROBE_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let probes = PROBE_PATHS.join(", ");
+    let error = match scope {
+        ConnectionScope::ProbeReserve => ApiError::unavailable(
+            kind::CONNECTION_LIMIT,
+            format!(
+                "the service holds MAX_CONNECTIONS open connections; past them a connection serves only {probes}; \
+                 retry shortly"
+            ),
+            1,
+        ),
+        _ => ApiError::new(
+            StatusCode::NOT_FOUND,
+            kind::NOT_FOUND,
+            format!("the probe listener (PROBE_LISTEN_ADDR) serves only {probes}, not {}", request.uri().path()),
+        ),
+    };
+    error.into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

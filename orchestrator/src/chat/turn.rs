@@ -206,6 +206,10 @@ pub fn tool_result(run: &Run) -> Progress {
 }
 
 /// A plain-words summary of a run's result, written by the service (no model).
+///
+/// Any shape is summarised, never indexed blindly: no rows, no columns, and rows
+/// with fewer (or more) cells than there are columns, which a faulty or hostile
+/// sandbox may return (a missing cell reads `(no value)`; extra cells are left out).
 pub fn summarize(run: &Run) -> String {
     let Some(result) = run.result.as_ref().filter(|r| r.error.is_none()) else {
         return match &run.error {
@@ -213,23 +217,29 @@ pub fn summarize(run: &Run) -> String {
             None => "The query did not run.".to_string(),
         };
     };
-    let cell = |v: &Value| match v {
-        Value::Null => "NULL".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    let columns = result.columns.as_slice();
+    let cell = |row: &[Value], i: usize| match row.get(i) {
+        None => "(no value)".to_string(),
+        Some(Value::Null) => "NULL".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     };
-    match (result.rows.as_slice(), result.columns.as_slice()) {
-        ([row], [column]) => format!("{column}: {}", cell(&row[0])),
-        ([row], columns) => {
-            let pairs: Vec<String> = columns.iter().zip(row).map(|(c, v)| format!("{c} = {}", cell(v))).collect();
-            format!("One row: {}.", pairs.join(", "))
+    let pairs = |row: &[Value]| -> String {
+        columns.iter().enumerate().map(|(i, c)| format!("{c} = {}", cell(row, i))).collect::<Vec<_>>().join(", ")
+    };
+    let more = if result.truncated { " (truncated)" } else { "" };
+    match (result.rows.as_slice(), columns) {
+        ([], []) => format!("No rows{more} and no columns."),
+        (rows, []) => {
+            let rows = if rows.len() == 1 { "One row".to_string() } else { format!("{} rows", rows.len()) };
+            format!("{rows}{more} with no columns.")
         }
-        (rows, columns) => {
-            let more = if result.truncated { " (truncated)" } else { "" };
+        ([row], [column]) => format!("{column}: {}", cell(row, 0)),
+        ([row], _) => format!("One row: {}.", pairs(row)),
+        (rows, _) => {
             let mut text = format!("{} rows{more} with columns {}.", rows.len(), columns.join(", "));
             if let Some(first) = rows.first() {
-                let pairs: Vec<String> = columns.iter().zip(first).map(|(c, v)| format!("{c} = {}", cell(v))).collect();
-                text.push_str(&format!(" First row: {}.", pairs.join(", ")));
+                text.push_str(&format!(" First row: {}.", pairs(first)));
             }
             text
         }
@@ -247,5 +257,55 @@ mod tests {
         assert_eq!(mode_of("PLAN: {}"), (QueryMode::Plan, "{}".to_string()));
         assert_eq!(mode_of("How many SQL: tickets?").0, QueryMode::Chat);
         assert_eq!(mode_of("SQ").0, QueryMode::Chat);
+    }
+
+    fn run_with(columns: &[&str], rows: Vec<Vec<Value>>) -> Run {
+        let columns = columns.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let types = vec!["BIGINT".to_string(); columns.len()];
+        let mut run = Run {
+            run_id: "r".into(),
+            status: RunState::Running,
+            dataset_id: "support".into(),
+            dataset_version_hash: None,
+            query_type: crate::store::QueryType::Sql,
+            sql: crate::store::StoredSql::new("SELECT 1"),
+            plan: None,
+            tables: vec![],
+            result: None,
+            error: None,
+            sandbox_provider: "local".into(),
+            job_name: None,
+            request_id: None,
+            turn_id: None,
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            timings: Default::default(),
+        };
+        run.finish_with(protocol::RunResult::success(columns, types, rows, false));
+        run
+    }
+
+    #[test]
+    fn every_result_shape_is_summarised_without_a_panic() {
+        type Case = (&'static [&'static str], Vec<Vec<Value>>, &'static str);
+        let cases: Vec<Case> = vec![
+            (&["n"], vec![vec![json!(6000)]], "n: 6000"),
+            (&["n"], vec![], "0 rows with columns n."),
+            (&[], vec![], "No rows and no columns."),
+            (&[], vec![vec![]], "One row with no columns."),
+            (&[], vec![vec![], vec![]], "2 rows with no columns."),
+            (&[], vec![vec![json!(1)]], "One row with no columns."),
+            (&["n"], vec![vec![]], "n: (no value)"),
+            (&["a", "b"], vec![vec![]], "One row: a = (no value), b = (no value)."),
+            (&["a", "b"], vec![vec![json!(1)]], "One row: a = 1, b = (no value)."),
+            (&["a"], vec![vec![json!(1), json!(2)]], "a: 1"),
+            (&["a", "b"], vec![vec![], vec![]], "2 rows with columns a, b. First row: a = (no value), b = (no value)."),
+            (&["a"], vec![vec![], vec![json!(null)]], "2 rows with columns a. First row: a = (no value)."),
+        ];
+        for (columns, rows, want) in cases {
+            let run = run_with(columns, rows.clone());
+            assert_eq!(summarize(&run), want, "columns {columns:?}, rows {rows:?}");
+        }
     }
 }

@@ -39,7 +39,8 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_and_connections_
     .await;
     let address = addr(&server);
     // 30 connections that send half a request line and stall: the cap closes the
-    // ones past 20 at once, the timeout the rest.
+    // ones past 20 at once (but for the two the probe reserve takes from one
+    // address), the timeout the rest.
     let mut stalled: Vec<TcpStream> = (0..30)
         .filter_map(|_| {
             let mut stream = TcpStream::connect(&address).ok()?;
@@ -49,7 +50,8 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_and_connections_
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Past the cap, /healthz waits for a free connection slot: the stalled ones end
+    // Past the cap, /healthz from the same address waits for a free connection slot
+    // (this address holds its share of the probe reserve too): the stalled ones end
     // within the header timeout.
     let started = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -71,6 +73,153 @@ async fn half_sent_requests_are_closed_after_the_header_timeout_and_connections_
         let read = stream.read_to_end(&mut buffer);
         let still_open = matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
         assert!(!still_open, "a stalled connection was left open: {read:?}");
+    }
+    assert_healthy(&server).await;
+}
+
+/// A connection from `source` (a loopback address: all of 127.0.0.0/8 is local on
+/// Linux) to `server` that sends half a request and stalls.
+async fn half_request_from(source: &str, server: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(server.parse().unwrap()).await.unwrap();
+    let mut stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    stream
+}
+
+/// How many of `streams` the server closed (EOF, a reset, or a response and EOF)
+/// within `within`, waiting on all of them at once.
+fn closed_within(streams: &mut [TcpStream], within: Duration) -> usize {
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = streams
+            .iter_mut()
+            .map(|stream| {
+                scope.spawn(move || {
+                    let deadline = Instant::now() + within;
+                    let mut buffer = [0u8; 1024];
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return false;
+                        }
+                        stream.set_read_timeout(Some(left)).unwrap();
+                        match stream.read(&mut buffer) {
+                            Ok(0) => return true,
+                            Ok(_) => continue,
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                return false;
+                            }
+                            Err(_) => return true,
+                        }
+                    }
+                })
+            })
+            .collect();
+        waits.into_iter().map(|wait| wait.join().unwrap()).filter(|&closed| closed).count()
+    })
+}
+
+/// A client whose connections come from `source` and are not kept for reuse.
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// `GET url` answers `code` within a second.
+async fn answers_fast(client: &reqwest::Client, url: &str, code: u16) -> Value {
+    let started = Instant::now();
+    let response = client.get(url).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(response.status().as_u16(), code, "{url}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{url} took {took:?}");
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wave_of_half_requests_cannot_silence_the_probes_or_other_addresses() {
+    let server = TestServer::start(|c| {
+        // Each stalled connection is held this long (the default is 10 s): the wave
+        // outlasts the test even on a busy machine.
+        c.http_header_timeout_seconds = 60.0;
+        c.max_connections = 16;
+        c.max_connections_per_address = 8;
+        c.probe_listen_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let address = addr(&server);
+    let probes = server.probe_url.clone().expect("a probe listener");
+    let (here, other) = (client_from("127.0.0.1"), client_from("127.0.0.2"));
+
+    // A wave of 20 half requests from 127.0.0.3: it keeps its 8, the 12 past the
+    // per-address cap are closed at once, the 8 stay open (until the header timeout).
+    let mut wave = Vec::new();
+    for _ in 0..20 {
+        wave.push(half_request_from("127.0.0.3", &address).await);
+    }
+    // Exactly 12 closed: the 8 within the cap are still open a second later.
+    assert_eq!(closed_within(&mut wave, Duration::from_secs(1)), 12, "the connections past the cap close at once");
+
+    // The probe listener answers; so does the main listener, for another address.
+    answers_fast(&here, &format!("{probes}/healthz"), 200).await;
+    assert_eq!(answers_fast(&here, &format!("{probes}/readyz"), 200).await["status"], "ready");
+    answers_fast(&other, &format!("{}/healthz", server.url), 200).await;
+    let response = other.post(format!("{}/runs", server.url)).json(&seed()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "succeeded");
+
+    // Three more addresses take all of MAX_CONNECTIONS (16) and more. The probes
+    // still answer on both listeners; past the budget the main listener serves only
+    // them: anything else is a clear 503.
+    for source in ["127.0.0.4", "127.0.0.5", "127.0.0.6"] {
+        for _ in 0..8 {
+            wave.push(half_request_from(source, &address).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    answers_fast(&here, &format!("{probes}/healthz"), 200).await;
+    answers_fast(&here, &format!("{probes}/readyz"), 200).await;
+    answers_fast(&other, &format!("{}/healthz", server.url), 200).await;
+    answers_fast(&other, &format!("{}/readyz", server.url), 200).await;
+    let started = Instant::now();
+    let response = other.post(format!("{}/runs", server.url)).json(&seed()).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()).as_deref(), Some("1"));
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["type"], "CONNECTION_LIMIT");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The probe listener serves nothing else.
+    let body = answers_fast(&here, &format!("{probes}/datasets"), 404).await;
+    assert_eq!(body["error"]["type"], "NOT_FOUND");
+
+    let metrics = answers_fast(&here, &format!("{probes}/metrics"), 200).await;
+    let metrics = metrics.as_str().unwrap();
+    let refused = |reason: &str| -> u64 {
+        let prefix = format!("csv_analyst_connections_refused_total{{reason=\"{reason}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.parse().unwrap())
+    };
+    assert!(refused("address_limit") >= 12, "{metrics}");
+
+    // Once the wave goes, the main listener serves everything again.
+    drop(wave);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = other.post(format!("{}/runs", server.url)).json(&seed()).send().await.unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the budget never came back: {}", response.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_healthy(&server).await;
 }
@@ -454,6 +603,8 @@ async fn the_service_memory_stays_bounded_under_a_hostile_mix() {
         .env("RUNNER_CACHE_DIR", crate::support::cache_dir())
         .env("LLM_PROVIDER", "none")
         .env("QUEUE_TIMEOUT_MS", "60000")
+        // Its 120 concurrent clients all come from 127.0.0.1.
+        .env("MAX_CONNECTIONS_PER_ADDRESS", "0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -102,11 +102,23 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
     let container = &pod["containers"][0];
     assert_eq!(container["image"], "csv-analyst-agent:dev");
     assert_eq!(container["imagePullPolicy"], "Never");
-    assert_eq!(container["ports"], json!([{"name": "http", "containerPort": 8000, "protocol": "TCP"}]));
-    assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "http"}));
-    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "http"}));
+    assert_eq!(
+        container["ports"],
+        json!([
+            {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+            {"name": "probe", "containerPort": 8001, "protocol": "TCP"},
+        ])
+    );
+    // The probes use their own listener, outside the API port's connection budget.
+    assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "probe"}));
+    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "probe"}));
+    assert_eq!(container["startupProbe"]["httpGet"], json!({"path": "/healthz", "port": "probe"}));
     let env: Vec<&Value> = container["env"].as_array().unwrap().iter().collect();
     let value_of = |key: &str| env.iter().find(|e| e["name"] == key).map(|e| e["value"].clone());
+    assert_eq!(value_of("LISTEN_ADDR"), Some(json!("0.0.0.0:8000")));
+    assert_eq!(value_of("PROBE_LISTEN_ADDR"), Some(json!("0.0.0.0:8001")));
+    // Behind an ingress every client shares its address: no per-address cap.
+    assert_eq!(value_of("MAX_CONNECTIONS_PER_ADDRESS"), Some(json!("0")));
     assert_eq!(value_of("SANDBOX_PROVIDER"), Some(json!("k8s")));
     assert_eq!(value_of("RUNNER_IMAGE"), Some(json!("csv-analyst-runner:dev")));
     assert_eq!(value_of("K8S_NAMESPACE"), Some(json!("csv-analyst")));
@@ -131,6 +143,7 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
     let service = find(&docs, "Service", name);
     assert_eq!(service["spec"]["ports"][0]["port"], 8000);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(service["spec"]["ports"].as_array().unwrap().len(), 1, "the probe port is not part of the Service");
 
     let role = find(&docs, "Role", name);
     assert_eq!(role["metadata"]["namespace"], "csv-analyst");
@@ -160,7 +173,10 @@ fn chart_renders_the_runbooks_install_as_it_expects() {
     assert_eq!(runner_policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(runner_policy["spec"]["egress"], json!([]));
     let app_policy = find(&docs, "NetworkPolicy", name);
-    assert_eq!(app_policy["spec"]["ingress"][0]["ports"][0]["port"], 8000);
+    assert_eq!(
+        app_policy["spec"]["ingress"],
+        json!([{"ports": [{"port": 8000, "protocol": "TCP"}, {"port": 8001, "protocol": "TCP"}]}])
+    );
     let egress_ports: Vec<i64> = app_policy["spec"]["egress"]
         .as_array()
         .unwrap()
@@ -218,6 +234,8 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "ingress.enabled=true",
         "--set",
         "ingress.annotations.team=data",
+        "--set",
+        "probes.port=9090",
     ]);
     validate_strictly(&yaml);
     let docs = documents(&yaml);
@@ -225,11 +243,16 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone();
     let base = env.iter().find(|e| e["name"] == "OPENAI_BASE_URL").unwrap();
     assert_eq!(base["value"], "http://vllm.models.svc:8000/v1");
+    let probe = env.iter().find(|e| e["name"] == "PROBE_LISTEN_ADDR").unwrap();
+    assert_eq!(probe["value"], "0.0.0.0:9090");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"][1], json!({"name": "probe", "containerPort": 9090, "protocol": "TCP"}));
     let policy = find(&docs, "NetworkPolicy", "csv-analyst-csv-analyst-chat");
     assert_eq!(
         policy["spec"]["egress"][2],
         json!({"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 8000, "protocol": "TCP"}]})
     );
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][1], json!({"port": 9090, "protocol": "TCP"}));
     let runner_policy = find(&docs, "NetworkPolicy", "csv-analyst-csv-analyst-chat-runner-deny-all");
     assert_eq!(runner_policy["spec"]["egress"], json!([]), "runner pods stay deny-all");
     let annotations = &find(&docs, "Ingress", "csv-analyst-csv-analyst-chat")["metadata"]["annotations"];
@@ -245,6 +268,8 @@ fn chart_refuses_values_it_does_not_know() {
         "image.pullPolicy=Sometimes",
         "env.SANDBOX_PROVIDER=docker",
         "env.OPENAI_API_KEY=sk-x",
+        "env.PROBE_LISTEN_ADDR=0.0.0.0:9000",
+        "probes.port=8000",
         "replicaCount=3",
     ] {
         let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);

@@ -530,6 +530,107 @@ async fn the_api_key_never_leaves_the_process() {
     assert!(fake.requests()[0].header("authorization") == Some(&format!("Bearer {key}")[..]));
 }
 
+/// A guest (hand-written WAT, run in the same sandbox through RUNNER_MODULE) that
+/// answers every query with `result`, one JSON line on stdout, whatever was asked.
+fn scripted_guest(dir: &std::path::Path, result: &Value) -> std::path::PathBuf {
+    let line = format!("{result}\n");
+    let escaped = line.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let len = line.len() as u32;
+    let le: String = len.to_le_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
+    let wat = format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\10\00\00\00{le}")
+          (data (i32.const 16) "{escaped}")
+          (func (export "_start") (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    );
+    let path = dir.join("scripted.wat");
+    std::fs::write(&path, wat).unwrap();
+    path
+}
+
+/// A sandbox may answer with any shape (a faulty or hostile guest, a Job's log):
+/// no rows, rows with no cells, no columns at all. Chat turns (SQL:, a model's
+/// answer, the service's own summary when the model fails), the CSV download and
+/// the dataset schema all answer 200 with a clear text, never a panic or a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_of_any_shape_never_break_a_chat_turn() {
+    let shape = |columns: Value, rows: Value| {
+        let row_count = rows.as_array().unwrap().len();
+        let types: Vec<&str> = columns.as_array().unwrap().iter().map(|_| "BIGINT").collect();
+        json!({"status": "success", "columns": columns, "column_types": types, "rows": rows,
+               "row_count": row_count, "truncated": false, "exec_time_ms": 0, "error": null})
+    };
+    let cases = [
+        ("no rows", shape(json!(["n"]), json!([])), "0 rows with columns n.", "n\n"),
+        ("one cell short", shape(json!(["n"]), json!([[]])), "n: (no value)", "n\n\"\"\n"),
+        (
+            "rows with no cells",
+            shape(json!(["n"]), json!([[], []])),
+            "2 rows with columns n. First row: n = (no value).",
+            "n\n\"\"\n\"\"\n",
+        ),
+        (
+            "one row with no cells",
+            shape(json!(["a", "b"]), json!([[]])),
+            "One row: a = (no value), b = (no value).",
+            "a,b\n,\n",
+        ),
+        ("no columns", shape(json!([]), json!([[]])), "One row with no columns.", ""),
+        ("no columns, a stray cell", shape(json!([]), json!([[7]])), "One row with no columns.", ""),
+        ("no columns and no rows", shape(json!([]), json!([])), "No rows and no columns.", ""),
+    ];
+    for (what, result, summary, csv) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let module = scripted_guest(dir.path(), &result);
+        let fake = FakeLlm::start().await;
+        fake.script([
+            sql_call(COUNT_SQL),
+            Reply::text("Here is what the query returned."),
+            sql_call(COUNT_SQL),
+            Reply::error(500, "boom"),
+        ]);
+        let server = server(&fake, |c| {
+            c.runner_module = Some(module);
+            c.llm.llm_max_retries = 0;
+        })
+        .await;
+
+        // SQL: runs directly and is summarised by the service.
+        let body = chat(&server, json!({"dataset_id": "support", "message": format!("SQL: {COUNT_SQL}")})).await;
+        assert_eq!(body["status"], "succeeded", "{what}: {body}");
+        assert_eq!(body["assistant_message"], summary, "{what}");
+        assert_eq!(body["result"]["rows"], result["rows"], "{what}");
+        let run_id = body["run_id"].as_str().unwrap().to_string();
+
+        // The model sees the result (its schema too, computed by the same guest) and answers.
+        let body = chat(&server, json!({"dataset_id": "support", "message": "How many tickets?"})).await;
+        assert_eq!(body["status"], "succeeded", "{what}: {body}");
+        assert_eq!(body["assistant_message"], "Here is what the query returned.", "{what}");
+
+        // The model fails after the query: the service's summary stands in.
+        let body = chat(&server, json!({"dataset_id": "support", "message": "How many tickets?"})).await;
+        assert_eq!(body["status"], "succeeded", "{what}: {body}");
+        assert_eq!(body["assistant_message"], summary, "{what}");
+        assert_eq!(body["warnings"][0]["type"], "LLM_SUMMARY_FAILED", "{what}");
+
+        // The stored run, its CSV and the dataset's schema.
+        let (code, run) = server.get(&format!("/runs/{run_id}")).await;
+        assert_eq!(code, 200, "{what}: {run}");
+        let response = client().get(format!("{}/runs/{run_id}/result.csv", server.url)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{what}");
+        let text = response.text().await.unwrap();
+        if !csv.is_empty() {
+            assert_eq!(text, csv, "{what}");
+        }
+        let (code, schema) = server.get("/datasets/support/schema").await;
+        assert_eq!(code, 200, "{what}: {schema}");
+        let (code, _) = server.get("/healthz").await;
+        assert_eq!(code, 200, "{what}");
+    }
+}
+
 /// `6000` → `6,000`.
 fn fmt_thousands(n: usize) -> String {
     let digits = n.to_string();

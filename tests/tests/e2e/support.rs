@@ -139,6 +139,9 @@ pub fn assert_close(actual: f64, expected: f64, what: &str) {
 /// An orchestrator serving on a loopback port, in this process.
 pub struct TestServer {
     pub url: String,
+    /// The probe listener's, when the configuration sets PROBE_LISTEN_ADDR (bound
+    /// where it says: a loopback address with port 0 gets a free port).
+    pub probe_url: Option<String>,
     store_dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
@@ -185,15 +188,20 @@ impl TestServer {
         let state = orchestrator::server::build_state(config).await.expect("the orchestrator starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let probe_listener = match state.config().probe_listen_addr {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.unwrap()),
+            None => None,
+        };
+        let probe_url = probe_listener.as_ref().map(|l| format!("http://{}", l.local_addr().unwrap()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            orchestrator::server::serve(state, listener, async {
+            orchestrator::server::serve_with_probes(state, listener, probe_listener, async {
                 let _ = rx.await;
             })
             .await
             .map_err(|e| format!("{e:#}"))
         });
-        TestServer { url, store_dir: Some(store_dir), shutdown: Some(tx), task: Some(task) }
+        TestServer { url, probe_url, store_dir: Some(store_dir), shutdown: Some(tx), task: Some(task) }
     }
 
     pub async fn wait_ready(&self) {
