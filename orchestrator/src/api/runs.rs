@@ -51,11 +51,15 @@ pub async fn get_run_csv(
     ApiPath(run_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let run = state.runs().get(&run_id).await?;
-    let csv = runs::result_csv(&run)?;
     let disposition = format!("attachment; filename=\"run-{}.csv\"", run.run_id.replace(['"', '\\'], ""));
-    let mut response = Response::new(Body::from(csv));
+    let export = runs::CsvExport::of(run)?;
+    let (row_count, truncated) = (export.row_count(), export.truncated());
+    let chunks = export.map(|chunk| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)));
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(chunks)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    headers.insert("x-row-count", HeaderValue::from(row_count));
+    headers.insert("x-truncated", HeaderValue::from_static(if truncated { "true" } else { "false" }));
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }

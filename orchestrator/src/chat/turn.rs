@@ -262,26 +262,7 @@ mod tests {
     fn run_with(columns: &[&str], rows: Vec<Vec<Value>>) -> Run {
         let columns = columns.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let types = vec!["BIGINT".to_string(); columns.len()];
-        let mut run = Run {
-            run_id: "r".into(),
-            status: RunState::Running,
-            dataset_id: "support".into(),
-            dataset_version_hash: None,
-            query_type: crate::store::QueryType::Sql,
-            sql: crate::store::StoredSql::new("SELECT 1"),
-            plan: None,
-            tables: vec![],
-            result: None,
-            error: None,
-            sandbox_provider: "local".into(),
-            job_name: None,
-            request_id: None,
-            turn_id: None,
-            created_at: String::new(),
-            started_at: None,
-            finished_at: None,
-            timings: Default::default(),
-        };
+        let mut run = Run::example();
         run.finish_with(protocol::RunResult::success(columns, types, rows, false));
         run
     }

@@ -3,6 +3,7 @@
 //! - [`service::Runs`]: the service every query goes through (`POST /runs`, the chat
 //!   agent, next MCP), and the schemas it computes in the sandbox ([`schema`]).
 //! - [`admission`]: run slots and each client's share of them.
+//! - [`export`]: a run's recorded result as CSV, streamed ([`CsvExport`]).
 //! - [`submission`]: what a caller asks ([`RunSubmission`], [`Query`], [`Origin`]);
 //!   [`limits`]: the limits every run is held to ([`RunSettings`]) and tighter ones a
 //!   request may ask for ([`Limits`]).
@@ -13,11 +14,13 @@
 //! metrics and errors. Nothing here knows HTTP.
 
 pub mod admission;
+pub mod export;
 pub mod limits;
 pub mod schema;
 pub mod service;
 pub mod submission;
 
+pub use self::export::CsvExport;
 pub use self::limits::{Limits, RunSettings};
-pub use self::service::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Runs, ms, result_csv};
+pub use self::service::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Runs, ms};
 pub use self::submission::{Origin, Query, RunSubmission};

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::ErrorType;
-use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
@@ -293,34 +292,4 @@ fn plan_error_message(e: &plan::PlanError) -> String {
 
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
-}
-
-/// `GET /runs/{id}/result.csv`: the stored result as RFC 4180 CSV with a header row.
-///
-/// Whatever the result's shape: a row with fewer cells than there are columns (a
-/// faulty sandbox's) is padded with empty fields, one with more keeps them all,
-/// rather than failing the download.
-pub fn result_csv(run: &Run) -> Result<Vec<u8>, Error> {
-    let result = run.result.as_ref().filter(|r| r.error.is_none()).ok_or_else(|| {
-        Error::invalid(format!("run {} has no result to download (status {})", run.run_id, run.status.as_str()))
-    })?;
-    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
-    let failed = |e: csv::Error| Error::Internal(format!("cannot write the CSV: {e}"));
-    let width = result.columns.len();
-    writer.write_record(&result.columns).map_err(failed)?;
-    for row in &result.rows {
-        let missing = width.saturating_sub(row.len());
-        let fields = row.iter().map(csv_field).chain(std::iter::repeat_n(String::new(), missing));
-        writer.write_record(fields).map_err(failed)?;
-    }
-    writer.into_inner().map_err(|e| Error::Internal(format!("cannot write the CSV: {e}")))
-}
-
-/// A cell as CSV text: NULL as an empty field, strings as they are, the rest as JSON.
-fn csv_field(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

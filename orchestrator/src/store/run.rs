@@ -178,6 +178,32 @@ pub struct Run {
 }
 
 impl Run {
+    /// A running SQL run over `support` (`SELECT 1`, id `r`), for tests that need a
+    /// record to shape.
+    #[cfg(test)]
+    pub(crate) fn example() -> Run {
+        Run {
+            run_id: "r".into(),
+            status: RunState::Running,
+            dataset_id: "support".into(),
+            dataset_version_hash: None,
+            query_type: QueryType::Sql,
+            sql: StoredSql::new("SELECT 1"),
+            plan: None,
+            tables: Vec::new(),
+            result: None,
+            error: None,
+            sandbox_provider: "local".into(),
+            job_name: None,
+            request_id: None,
+            turn_id: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            timings: Timings::default(),
+        }
+    }
+
     /// The result with its error, as a finished run reports it.
     pub fn finish_with(&mut self, result: RunResult) {
         self.status = RunState::of(&result);
@@ -320,33 +346,10 @@ pub fn now() -> String {
 mod tests {
     use super::*;
 
-    fn running() -> Run {
-        Run {
-            run_id: "r".into(),
-            status: RunState::Running,
-            dataset_id: "support".into(),
-            dataset_version_hash: None,
-            query_type: QueryType::Sql,
-            sql: StoredSql::new(""),
-            plan: None,
-            tables: Vec::new(),
-            result: None,
-            error: None,
-            sandbox_provider: "local".into(),
-            job_name: None,
-            request_id: None,
-            turn_id: None,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            timings: Timings::default(),
-        }
-    }
-
     #[test]
     fn a_refused_run_is_recorded_compactly() {
         let sql = format!("DELETE FROM tickets WHERE category = '{}'", "é".repeat(7_500));
-        let mut run = running();
+        let mut run = Run::example();
         run.refuse(&sql, ErrorType::SqlNotAllowed, &format!("not allowed: {}", "m".repeat(5_000)));
         assert_eq!(run.status, RunState::Rejected);
         assert!(run.sql.truncated && run.sql.text.len() <= REFUSED_QUERY_BYTES && sql.starts_with(&run.sql.text));
@@ -360,12 +363,12 @@ mod tests {
         assert_eq!(result.error.as_ref().unwrap().message, *message);
 
         // A short query and message are kept whole; a plan only while its JSON is short.
-        let mut run = running();
+        let mut run = Run::example();
         run.plan = Some(serde_json::json!({"table": "tickets", "limit": "ten"}));
         run.refuse("", ErrorType::InvalidRequest, "invalid plan at /limit: not a number");
         assert!(run.plan.is_some() && !run.sql.truncated && run.sql.text.is_empty());
         assert_eq!(run.error.unwrap().message, "invalid plan at /limit: not a number");
-        let mut run = running();
+        let mut run = Run::example();
         run.plan = Some(serde_json::json!({"table": "tickets", "where": "x".repeat(2_000)}));
         run.refuse("", ErrorType::InvalidRequest, "invalid plan: unknown field where");
         assert_eq!(run.plan, None, "a refused plan over REFUSED_QUERY_BYTES of JSON is not kept");

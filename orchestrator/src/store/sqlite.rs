@@ -758,26 +758,13 @@ mod tests {
     use super::*;
 
     fn run(id: &str) -> Run {
-        Run {
-            run_id: id.into(),
-            status: RunState::Succeeded,
-            dataset_id: "support".into(),
-            dataset_version_hash: Some("sha256:x".into()),
-            query_type: QueryType::Sql,
-            sql: StoredSql::new("SELECT 1"),
-            plan: None,
-            tables: vec!["tickets".into()],
-            result: None,
-            error: None,
-            sandbox_provider: "local".into(),
-            job_name: None,
-            request_id: Some("req-1".into()),
-            turn_id: None,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            timings: Timings::default(),
-        }
+        let mut run = Run::example();
+        run.run_id = id.into();
+        run.status = RunState::Succeeded;
+        run.dataset_version_hash = Some("sha256:x".into());
+        run.tables = vec!["tickets".into()];
+        run.request_id = Some("req-1".into());
+        run
     }
 
     #[tokio::test]

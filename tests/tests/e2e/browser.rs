@@ -60,24 +60,34 @@ impl Browser {
             .keep();
         let profile = tempfile::Builder::new().prefix("csv-analyst-chromium-profile-").tempdir().unwrap();
 
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
-        let mut driver = {
-            use std::os::unix::process::CommandExt;
-            Command::new(CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log))
-                // Its own process group: Drop ends chromedriver and every Chromium
-                // process it started, even when a test panics.
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("{CHROMEDRIVER} does not start: {e}"))
+        // A free port can be taken before chromedriver binds it (it binds IPv4 and
+        // IPv6 both, and other tests bind ports all the time): try another.
+        let mut attempt = 0;
+        let (mut driver, webdriver) = loop {
+            attempt += 1;
+            let port = free_port();
+            let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
+            let mut driver = {
+                use std::os::unix::process::CommandExt;
+                Command::new(CHROMEDRIVER)
+                    .arg(format!("--port={port}"))
+                    .arg("--allowed-ips=127.0.0.1")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::from(log.try_clone().unwrap()))
+                    .stderr(Stdio::from(log))
+                    // Its own process group: Drop ends chromedriver and every Chromium
+                    // process it started, even when a test panics.
+                    .process_group(0)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{CHROMEDRIVER} does not start: {e}"))
+            };
+            let webdriver = format!("http://127.0.0.1:{port}");
+            match wait_for_driver(&webdriver, &mut driver, &dir).await {
+                Ok(()) => break (driver, webdriver),
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("{CHROMEDRIVER} exited before it served:\n{log}"),
+            }
         };
-        let webdriver = format!("http://127.0.0.1:{port}");
-        wait_for_driver(&webdriver, &mut driver, &dir).await;
 
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".into(), json!("chrome"));
@@ -288,17 +298,18 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-async fn wait_for_driver(url: &str, driver: &mut Child, dir: &Path) {
+/// Waits until chromedriver answers; `Err` with its log if it exited first.
+async fn wait_for_driver(url: &str, driver: &mut Child, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(status)) = driver.try_wait() {
             let log = std::fs::read_to_string(dir.join("chromedriver.log")).unwrap_or_default();
-            panic!("{CHROMEDRIVER} exited ({status}) before it served:\n{log}");
+            return Err(format!("({status})\n{log}"));
         }
         if let Ok(response) = client().get(format!("{url}/status")).send().await
             && response.status() == 200
         {
-            return;
+            return Ok(());
         }
         if Instant::now() > deadline {
             kill_group(driver);
@@ -405,7 +416,7 @@ async fn the_seed_query_from_the_sql_editor_shows_the_apis_rows_and_one_bar_per_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn download_csv_saves_the_rows_of_the_table() {
+async fn download_csv_saves_the_rows_of_the_table_and_nested_cells_show_as_json() {
     let server = TestServer::start(|_| {}).await;
     let browser = Browser::open("download-csv", 1280, 800).await;
     browser.open_page(&server).await;
@@ -437,6 +448,15 @@ async fn download_csv_saves_the_rows_of_the_table() {
     let disposition = response.headers()["content-disposition"].to_str().unwrap().to_string();
     assert!(disposition.starts_with("attachment"), "{disposition}");
     browser.screenshot("download-csv").await;
+
+    // Nested values show as their JSON text, in the table and in the file alike.
+    let sql = "SELECT make_array(1, 2) AS pair, named_struct('k', 'v') AS s, CAST(NULL AS VARCHAR) AS nothing";
+    let outcome = browser.run_sql(sql, false).await;
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(browser.table().await, vec![vec![json!("[1,2]"), json!(r#"{"k":"v"}"#), Value::Null]]);
+    let run_id = outcome["run_id"].as_str().unwrap();
+    let response = client().get(format!("{}/runs/{run_id}/result.csv", server.url)).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "pair,s,nothing\n\"[1,2]\",\"{\"\"k\"\":\"\"v\"\"}\",\n");
     browser.close().await;
 }
 
