@@ -2,11 +2,15 @@
 
 use std::error::Error;
 
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use protocol::ErrorType;
 
 use crate::csv_table::DatasetError;
+
+/// How DataFusion words a failed argument check of a function with its own coercion.
+const COERCION_FAILED: &str = "user-defined coercion failed with: ";
 
 /// The error type and a message for the user. `tables` are the dataset's tables,
 /// named in the message when the query asks for another one.
@@ -24,9 +28,37 @@ pub fn classify(error: &DataFusionError, tables: &[String]) -> (ErrorType, Strin
         DataFusionError::ResourcesExhausted(message) => {
             (ErrorType::MemoryLimit, format!("the query needs more memory than the run's limit allows: {message}"))
         }
+        // Our functions' argument checks (`crate::functions`) are planning errors that
+        // DataFusion reports as execution errors.
+        DataFusionError::Execution(message) if message.contains(COERCION_FAILED) => {
+            let reason = message.split(COERCION_FAILED).nth(1).unwrap_or(message);
+            (ErrorType::SqlPlanError, reason.trim_start_matches("Error during planning: ").to_string())
+        }
         DataFusionError::Internal(_) => (ErrorType::Internal, root.strip_backtrace()),
-        _ => (ErrorType::SqlExecutionError, root.strip_backtrace()),
+        _ => (ErrorType::SqlExecutionError, execution_message(root.strip_backtrace())),
     }
+}
+
+/// The unqualified column DataFusion did not find, when that is the error.
+pub fn missing_column(error: &DataFusionError) -> Option<String> {
+    match error.find_root() {
+        DataFusionError::SchemaError(error, _) => match error.as_ref() {
+            SchemaError::FieldNotFound { field, .. } if field.relation.is_none() => Some(field.name.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An execution error, with what to write instead where there is a known answer.
+fn execution_message(message: String) -> String {
+    if message.contains("negative count not allowed") {
+        return format!(
+            "{message}: substr's length must not be negative; for the n characters before position p write \
+             substr(s, p - n, n), for the last n characters right(s, n)"
+        );
+    }
+    message
 }
 
 fn plan_error(message: &str, tables: &[String]) -> (ErrorType, String) {
@@ -45,6 +77,19 @@ fn plan_error(message: &str, tables: &[String]) -> (ErrorType, String) {
             ErrorType::SqlNotAllowed,
             format!("{message}: table functions other than generate_series, range and unnest are not available"),
         );
+    }
+    if let Some(name) = message.strip_prefix("Invalid function '").and_then(|rest| rest.split('\'').next()) {
+        let instead = match crate::spellings::hint(name) {
+            Some(hint) => format!("write {hint} instead"),
+            None => match message.split_once("Did you mean '") {
+                Some((_, nearest)) => format!(
+                    "the nearest function name is '{}'; docs/sql.md lists the DuckDB and PostgreSQL names that work",
+                    nearest.trim_end_matches(['?', '\'', '.'])
+                ),
+                None => "docs/sql.md lists the DuckDB and PostgreSQL names that work".to_string(),
+            },
+        };
+        return (ErrorType::SqlPlanError, format!("there is no function '{name}' here; {instead}"));
     }
     (ErrorType::SqlPlanError, message.to_string())
 }

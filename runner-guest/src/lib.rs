@@ -12,17 +12,20 @@
 //! fails large operators cleanly before the wasm memory cap traps.
 //!
 //! The dialect is DataFusion's with the differences docs/sql.md lists: `statements`
-//! rewrites spellings (FROM-first, `ORDER BY ALL`, introspection), `semantics` what
-//! casts and division mean and where NULLs sort, `information_schema` describes the
-//! dataset, and an answer with no columns is an error, never rows of nothing.
+//! rewrites spellings (FROM-first, `ORDER BY ALL`, introspection, and with `spellings`
+//! DuckDB's and PostgreSQL's names for functions; `functions` adds the few DataFusion
+//! lacks), `semantics` what casts and division mean and where NULLs sort,
+//! `information_schema` describes the dataset, and an answer with no columns is an error, never rows of nothing.
 //!
 //! [`SQLOptions`]: datafusion::execution::context::SQLOptions
 
 mod csv_table;
 mod errors;
+mod functions;
 mod information_schema;
 mod json_rows;
 mod semantics;
+mod spellings;
 mod statements;
 
 use std::sync::Arc;
@@ -52,6 +55,8 @@ const BATCH_SIZE: usize = 8192;
 /// Share of the memory limit DataFusion's operators (hash tables, sorts) may hold.
 /// The rest is for CSV batches in flight, result rows, static data and the allocator.
 const MEMORY_POOL_SHARE: f64 = 0.6;
+/// Select-list aliases that WHERE may use (each one plans the statement again).
+const MAX_ALIAS_SUBSTITUTIONS: usize = 4;
 /// How deep the SQL parser may recurse: a deeper expression is a parse error.
 const PARSER_RECURSION_LIMIT: usize = 64;
 
@@ -85,8 +90,23 @@ async fn execute(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -
     let fail = |e: DataFusionError| classify(&e, &tables);
     let ctx = session(request, data_root, bytes_read)?;
     let state = ctx.state();
-    let statement = statements::prepare(&state, &request.sql, &tables).map_err(|e| (e.error_type, e.message))?;
-    let plan = state.statement_to_plan(statement).await.map_err(fail)?;
+    let mut statement = statements::prepare(&state, &request.sql, &tables).map_err(|e| (e.error_type, e.message))?;
+    // A select-list alias used in WHERE is planned as its expression, where that is
+    // the only thing it can mean (`statements::alias_into_where`).
+    let mut attempts = 0;
+    let plan = loop {
+        match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => break plan,
+            Err(e) => match errors::missing_column(&e) {
+                Some(name)
+                    if attempts < MAX_ALIAS_SUBSTITUTIONS && statements::alias_into_where(&mut statement, &name) =>
+                {
+                    attempts += 1;
+                }
+                _ => return Err(fail(e)),
+            },
+        }
+    };
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     options.verify_plan(&plan).map_err(fail)?;
     if plan.schema().fields().is_empty() {
@@ -142,10 +162,13 @@ fn session(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Resu
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
+        // Ahead of DataFusion's planners, which `with_default_features` appends.
+        .with_expr_planners(vec![Arc::new(semantics::StringSubscripts)])
         .with_default_features()
         .with_analyzer_rules(semantics::analyzer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
+    functions::register(&ctx);
     let schema = DatasetSchema::new(&request.files, data_root, BATCH_SIZE, bytes_read)
         .map_err(|message| (ErrorType::InvalidRequest, message))?;
     let catalog =

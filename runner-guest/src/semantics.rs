@@ -9,6 +9,10 @@
 //! - `/` between two integers is a fraction (`7 / 2` = 3.5, `SUM(a) / COUNT(*)` an
 //!   average), as in DuckDB; DataFusion and PostgreSQL truncate. A division by zero
 //!   is then NULL (DuckDB's answer), not an error;
+//! - a string's subscript is a substring, as in DuckDB: `s[2:4]` is characters 2 to 4
+//!   (from 1, both ends included), `s[3]` the third, `s[-2:]` the last two;
+//!   DataFusion slices lists only
+//!   ([`StringSubscripts`], an expression planner ahead of DataFusion's own);
 //! - NULLs sort last in both directions, as in DuckDB, so `ORDER BY x DESC LIMIT 10`
 //!   is a top 10 of values (set in the session's parser options, [`NULL_ORDERING`]).
 //!
@@ -19,13 +23,17 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, Result, plan_err};
 use datafusion::config::ConfigOptions;
+use datafusion::functions::core::expr_fn::greatest;
 use datafusion::functions::math::expr_fn::round;
-use datafusion::logical_expr::expr::{Cast, TryCast};
+use datafusion::functions::unicode::expr_fn::char_length;
+use datafusion::functions::unicode::substr;
+use datafusion::logical_expr::expr::{Cast, GetFieldAccess, ScalarFunction, TryCast};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawFieldAccessExpr};
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, lit, when};
 use datafusion::optimizer::analyzer::{Analyzer, AnalyzerRule};
 
 /// The parser's default null ordering: NULLs last, ascending or descending.
@@ -93,6 +101,51 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         other => Transformed::no(other),
     })
+}
+
+/// Plans `s[i]` and `s[a:b]` on a string as `substr`; lists are left to DataFusion.
+#[derive(Debug)]
+pub struct StringSubscripts;
+
+impl ExprPlanner for StringSubscripts {
+    fn plan_field_access(
+        &self,
+        access: RawFieldAccessExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawFieldAccessExpr>> {
+        if !access.expr.get_type(schema).is_ok_and(is_string) {
+            return Ok(PlannerResult::Original(access));
+        }
+        let RawFieldAccessExpr { field_access, expr: text } = access;
+        // A position from 1; a negative one counts from the end (-1 is the last), as
+        // in DuckDB and as DataFusion's list subscripts do.
+        let position = |k: Expr| -> Result<Expr> {
+            when(k.clone().lt(lit(0i64)), char_length(text.clone()) + k.clone() + lit(1i64)).otherwise(k)
+        };
+        let substring = |start: Expr, length: Expr| {
+            PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
+                substr(),
+                vec![text.clone(), start, length],
+            )))
+        };
+        Ok(match field_access {
+            GetFieldAccess::ListIndex { key } => substring(position(*key)?, lit(1i64)),
+            GetFieldAccess::ListRange { start, stop, stride } => {
+                if *stride != lit(1i64) {
+                    return plan_err!("a string slice takes no step: s[2:4] is characters 2 to 4");
+                }
+                // s[start:stop], both included; empty when stop comes before start.
+                let (start, stop) = (position(*start)?, position(*stop)?);
+                let length = greatest(vec![stop - start.clone() + lit(1i64), lit(0i64)]);
+                substring(start, length)
+            }
+            other => PlannerResult::Original(RawFieldAccessExpr { field_access: other, expr: text }),
+        })
+    }
+}
+
+fn is_string(data_type: DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// Types whose cast to an integer DataFusion would truncate.

@@ -10,6 +10,8 @@
 //!   (DuckDB's FROM-first form), never rows of zero columns;
 //! - `ORDER BY ALL` orders by every column of the select list, left to right;
 //! - table function names fold to lower case unless quoted (`GENERATE_SERIES(1, 3)`);
+//! - DuckDB's and PostgreSQL's names and operators for functions DataFusion has under
+//!   other spellings (`crate::spellings`);
 //! - `SHOW TABLES`, `SHOW COLUMNS FROM t`, `DESCRIBE t`, `PRAGMA show_tables` and
 //!   `PRAGMA table_info('t')` become queries over `information_schema`, which
 //!   `crate::information_schema` answers from the dataset's own schema.
@@ -28,6 +30,7 @@ use protocol::{ErrorType, RunError};
 use sql_bounds::Class;
 
 use crate::errors::classify;
+use crate::spellings;
 
 /// Parses `sql` into the statement to plan. `tables` are the dataset's tables.
 pub fn prepare(state: &SessionState, sql: &str, tables: &[String]) -> Result<DfStatement, RunError> {
@@ -201,6 +204,13 @@ impl VisitorMut for Dialect {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<RunError> {
+        match spellings::respell(expr) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(refusal) => ControlFlow::Break(refusal),
+        }
+    }
+
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<RunError> {
         if let TableFactor::Table { name, args: Some(_), .. } = factor
             && let [ObjectNamePart::Identifier(ident)] = name.0.as_mut_slice()
@@ -253,4 +263,66 @@ fn order_by_all(body: &SetExpr, options: OrderByOptions) -> ControlFlow<RunError
         with_fill: None,
     };
     ControlFlow::Continue((1..=columns).map(by_position).collect())
+}
+
+/// Puts the select-list expression named `name` in place of `name` in WHERE, when that
+/// is the only thing `name` can mean: DataFusion found no column `name`, the statement
+/// is one SELECT (no subquery, CTE or set operation, so every name resolves against
+/// its FROM), and exactly one select-list item is called `name`. Whether anything
+/// changed: the caller plans again if so.
+pub fn alias_into_where(statement: &mut DfStatement, name: &str) -> bool {
+    let DfStatement::Statement(statement) = statement else { return false };
+    let mut queries = 0;
+    let _ = datafusion::sql::sqlparser::ast::Visit::visit(statement.as_ref(), &mut CountQueries(&mut queries));
+    let Statement::Query(query) = statement.as_mut() else { return false };
+    if queries != 1 || query.with.is_some() {
+        return false;
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else { return false };
+    let mut named = select.projection.iter().filter_map(|item| match item {
+        SelectItem::ExprWithAlias { expr, alias } if folded(alias) == name => Some(expr),
+        _ => None,
+    });
+    let (Some(expr), None) = (named.next(), named.next()) else { return false };
+    let replacement = Expr::Nested(Box::new(expr.clone()));
+    let Some(selection) = select.selection.as_mut() else { return false };
+    let mut replaced = false;
+    let _ = VisitMut::visit(selection, &mut ReplaceName { name, replacement: &replacement, replaced: &mut replaced });
+    replaced
+}
+
+/// An identifier as DataFusion resolves it: folded to lower case unless quoted.
+fn folded(ident: &Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() }
+}
+
+struct CountQueries<'a>(&'a mut usize);
+
+impl datafusion::sql::sqlparser::ast::Visitor for CountQueries<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        *self.0 += 1;
+        ControlFlow::Continue(())
+    }
+}
+
+struct ReplaceName<'a> {
+    name: &'a str,
+    replacement: &'a Expr,
+    replaced: &'a mut bool,
+}
+
+impl VisitorMut for ReplaceName<'_> {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(ident) = expr
+            && folded(ident) == self.name
+        {
+            *expr = self.replacement.clone();
+            *self.replaced = true;
+        }
+        ControlFlow::Continue(())
+    }
 }

@@ -8,6 +8,10 @@
 //! - `dialect`: the SQL docs/sql.md documents (NULL order, rounding casts, fractional
 //!   division, FROM-first, ORDER BY ALL, nested values, introspection) through
 //!   `POST /runs`, and the guest's own bound on parsing.
+//! - `export`: `GET /runs/{id}/result.csv`, the whole recorded result streamed, marked
+//!   `X-Truncated` when the run was cut, nested values as JSON in their cells.
+//! - `functions`: the DuckDB and PostgreSQL spellings the guest adds or renames, and
+//!   the refusals that name what to write instead.
 //! - `api`: the orchestrator over real HTTP on loopback: every endpoint and status,
 //!   the policy, bad input, concurrency, restarts, SIGTERM and a crash mid-run.
 //! - `k8s` (with `fake_kube`, a loopback Kubernetes API server that runs Jobs with the

@@ -28,9 +28,15 @@ pub fn system_prompt(dataset_id: &str, exposure: DataExposure, max_sql_attempts:
          with the tools run_sql (one read-only SQL query, Apache DataFusion dialect) or run_plan (a JSON query plan), \
          and describe_column to inspect a column. You can only read this dataset's tables; other datasets, files and \
          URLs are not reachable. At most {max_sql_attempts} queries per question: if a query fails, read the error \
-         and the did_you_mean hints and fix it. {data_rule} Keep the answer short. Never invent numbers."
+         and the did_you_mean hints and fix it. {DIALECT} {data_rule} Keep the answer short. Never invent numbers."
     )
 }
+
+/// The dialect's choices a query's author must know (docs/sql.md), in the system prompt.
+pub const DIALECT: &str = "The SQL dialect: dividing two integers gives a fraction (7 / 2 = 3.5; write \
+     a // b or div(a, b) for whole-number division); NULLs sort last in both directions unless NULLS FIRST is \
+     written; casting a fraction to an integer rounds (2.7 -> 3); nested values (lists, structs) come back as \
+     JSON. DuckDB and PostgreSQL names such as strftime, date_diff, count_if and ->> work.";
 
 /// The dataset, as the first user message of every request.
 pub fn dataset_message(description: &str, schema: &SchemaView, exposure: DataExposure) -> String {

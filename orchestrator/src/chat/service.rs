@@ -85,6 +85,11 @@ impl Chat {
                  OpenAI-compatible server, or ANTHROPIC_API_KEY. Messages starting with SQL: or PLAN: run without one"
             )));
         }
+        // Admission before records: a client already at its share of run slots would
+        // have its turn's queries refused; refuse the turn before storing anything.
+        if let Some(client) = &client {
+            drop(self.inner.runs.admission().admit(client)?);
+        }
         let now = now();
         let thread = match &request.thread_id {
             Some(id) => {

@@ -86,6 +86,10 @@ async fn a_question_is_answered_with_one_query_whose_rows_equal_post_runs() {
     let first = requests[0].body.to_string();
     assert!(first.contains("resolution_time_hours") && first.contains("run_sql") && first.contains("describe_column"));
     assert!(!first.contains("\"dataset_id\""), "tools take no dataset id");
+    // The prompt states the dialect's choices docs/sql.md documents.
+    let system = requests[0].body["messages"][0]["content"].as_str().unwrap_or_default();
+    assert!(system.contains("dividing two integers gives a fraction (7 / 2 = 3.5"), "{system}");
+    assert!(system.contains("NULLs sort last in both directions"), "{system}");
     let second = requests[1].body.to_string();
     assert!(second.contains(&format!("[[{n}]]")), "the result rows went back to the model: {second}");
 

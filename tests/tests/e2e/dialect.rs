@@ -11,20 +11,20 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, datasets_dir, request, run_request};
 
 /// Runs `sql` on `dataset` and returns the run's JSON.
-async fn run(server: &TestServer, dataset: &str, sql: &str) -> Value {
+pub(crate) async fn run(server: &TestServer, dataset: &str, sql: &str) -> Value {
     let (code, body) = server.post_run(json!({"dataset_id": dataset, "sql": sql})).await;
     assert_eq!(code, 200, "{sql}: {body}");
     body
 }
 
-async fn rows(server: &TestServer, dataset: &str, sql: &str) -> Value {
+pub(crate) async fn rows(server: &TestServer, dataset: &str, sql: &str) -> Value {
     let body = run(server, dataset, sql).await;
     assert_eq!(body["status"], "succeeded", "{sql}: {body}");
     body["result"]["rows"].clone()
 }
 
 /// The error type of a run that did not succeed, and its message.
-async fn failure(server: &TestServer, dataset: &str, sql: &str) -> (String, String) {
+pub(crate) async fn failure(server: &TestServer, dataset: &str, sql: &str) -> (String, String) {
     let body = run(server, dataset, sql).await;
     assert_ne!(body["status"], "succeeded", "{sql} succeeded: {body}");
     let error = &body["result"]["error"];
