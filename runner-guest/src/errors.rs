@@ -58,6 +58,14 @@ fn execution_message(message: String) -> String {
              substr(s, p - n, n), for the last n characters right(s, n)"
         );
     }
+    if let Some(text) = message.split("Error parsing timestamp from '").nth(1).and_then(|rest| rest.split('\'').next())
+    {
+        return format!(
+            "{message}: write a timestamp in full, '{}' as 'YYYY-MM-DD HH:MM:SS' (seconds included), or a date as \
+             DATE 'YYYY-MM-DD'",
+            text
+        );
+    }
     message
 }
 

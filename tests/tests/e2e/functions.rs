@@ -146,6 +146,11 @@ async fn what_does_not_exist_here_is_refused_with_what_to_write_instead() {
         ("SELECT '{\"a\": 1}' ->> true", "SQL_PLAN_ERROR", "a JSON key is text or a position"),
         ("SELECT 'not json' ->> 'a'", "SQL_EXECUTION_ERROR", "is not JSON"),
         ("SELECT substr('hello', 3, -1)", "SQL_EXECUTION_ERROR", "right(s, n)"),
+        (
+            "SELECT count(*) FROM tickets WHERE created_at > '2025-10-01 10:00'",
+            "SQL_EXECUTION_ERROR",
+            "'2025-10-01 10:00' as 'YYYY-MM-DD HH:MM:SS' (seconds included)",
+        ),
     ];
     for (sql, error_type, instead) in cases {
         let (actual, message) = failure(s, "support", sql).await;
