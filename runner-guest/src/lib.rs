@@ -15,7 +15,8 @@
 //! rewrites spellings (FROM-first, `ORDER BY ALL`, introspection, and with `spellings`
 //! DuckDB's and PostgreSQL's names for functions; `functions` adds the few DataFusion
 //! lacks), `semantics` what casts and division mean and where NULLs sort,
-//! `information_schema` describes the dataset, and an answer with no columns is an error, never rows of nothing.
+//! `information_schema` describes the dataset, and an answer with no columns is an
+//! error, never rows of nothing.
 //!
 //! [`SQLOptions`]: datafusion::execution::context::SQLOptions
 
