@@ -7,11 +7,12 @@
 //! row count as `X-Row-Count`, so a file that is not the whole answer says so.
 //!
 //! Cells, RFC 4180 with `\n` line ends (as the csv crate and most tools write): SQL
-//! NULL is an empty field; an empty string is `""` (so the two stay apart); strings
-//! as they are; numbers and booleans as their JSON text; lists, structs and maps as compact JSON (`[1,2]`, `{"a":1}`), as `/runs`
-//! returns them. A field is quoted when it holds a comma, a quote, a line break, or
-//! leading or trailing spaces. A row with fewer cells than there are columns (a faulty
-//! sandbox's) is padded with empty fields; one with more keeps them all. A row that would
+//! NULL is an empty field; an empty string is `""` (so the two stay apart); strings as
+//! they are; numbers and booleans as their JSON text; lists, structs and maps as
+//! compact JSON (`[1,2]`, `{"a":1}`), as `/runs` returns them. A field is quoted when
+//! it holds a comma, a quote, a line break, or leading or trailing spaces. A row with
+//! fewer cells than there are columns (a faulty sandbox's) is padded with empty fields;
+//! one with more keeps them all. A row that would
 //! be an empty line (one column, NULL) is written `""`, since readers skip empty lines.
 
 use serde_json::Value;
