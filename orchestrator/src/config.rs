@@ -159,6 +159,155 @@ pub struct Config {
 
     #[command(flatten)]
     pub k8s: K8sConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// What a request without a token may do, when auth is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AnonymousAccess {
+    /// Run on AUTH_ANONYMOUS_DATASETS, and see only anonymous runs and threads.
+    Run,
+    /// Nothing: 401 for every route but the page, /healthz, /readyz and /metrics.
+    Deny,
+}
+
+/// Identity and access (`crate::auth`, `crate::access`). With none of ADMIN_TOKEN,
+/// ADMIN_TOKEN_FILE, OIDC_ISSUER and TRUSTED_PROXY_HEADER set, the service is in
+/// single-user mode: every request is the local user, who owns everything.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// The bootstrap admin token (at least 20 characters, e.g. `openssl rand -hex 32`):
+    /// sent as `Authorization: Bearer …`, it may mint, list and revoke tokens and
+    /// read every run. Setting it turns auth on.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<ApiKey>,
+
+    /// A file holding the admin token (a mounted Secret), read at start; instead of
+    /// ADMIN_TOKEN.
+    #[arg(long, env = "ADMIN_TOKEN_FILE", global = true)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// With auth on, what a request without a token may do: `run` (on
+    /// AUTH_ANONYMOUS_DATASETS, seeing only anonymous runs) or `deny` (401).
+    #[arg(long, env = "AUTH_ANONYMOUS", value_enum, default_value_t = AnonymousAccess::Run, global = true)]
+    pub auth_anonymous: AnonymousAccess,
+
+    /// Datasets anonymous requests may use: ids, comma-separated, or `*` for all.
+    #[arg(long, env = "AUTH_ANONYMOUS_DATASETS", default_value = "*", value_delimiter = ',', global = true)]
+    pub auth_anonymous_datasets: Vec<String>,
+
+    /// The OIDC issuer whose bearer JWTs (RS256, ES256) are accepted, e.g.
+    /// https://login.example.com/realms/team. https, or http on a loopback address
+    /// only. Setting it turns auth on; needs OIDC_AUDIENCE.
+    #[arg(long, env = "OIDC_ISSUER", global = true)]
+    pub oidc_issuer: Option<String>,
+
+    /// The audience (`aud`) the JWTs must be issued for.
+    #[arg(long, env = "OIDC_AUDIENCE", global = true)]
+    pub oidc_audience: Option<String>,
+
+    /// The JWT claim listing the datasets a subject may use (ids, or `"*"`).
+    #[arg(long, env = "OIDC_DATASETS_CLAIM", default_value = "csv_analyst_datasets", global = true)]
+    pub oidc_datasets_claim: String,
+
+    /// A JWT claim that makes its subject an admin when it holds OIDC_ADMIN_VALUE
+    /// (a string equal to it, or a list containing it). Unset: no OIDC admins.
+    #[arg(long, env = "OIDC_ADMIN_CLAIM", global = true)]
+    pub oidc_admin_claim: Option<String>,
+
+    /// The value of OIDC_ADMIN_CLAIM that makes an admin (e.g. a group name).
+    #[arg(long, env = "OIDC_ADMIN_VALUE", global = true)]
+    pub oidc_admin_value: Option<String>,
+
+    /// Peers (CIDRs, comma-separated) trusted to set TRUSTED_PROXY_HEADER,
+    /// X-Forwarded-For (the client's address for fairness) and x-client-id. Unset:
+    /// none, and those headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<String>,
+
+    /// A header naming the user, set by an authenticating proxy (oauth2-proxy:
+    /// X-Forwarded-User); read only from TRUSTED_PROXIES. Setting it turns auth on.
+    #[arg(long, env = "TRUSTED_PROXY_HEADER", global = true)]
+    pub trusted_proxy_header: Option<String>,
+
+    /// Datasets a user named by TRUSTED_PROXY_HEADER may use: ids, comma-separated,
+    /// or `*` for all.
+    #[arg(long, env = "TRUSTED_PROXY_DATASETS", default_value = "*", value_delimiter = ',', global = true)]
+    pub trusted_proxy_datasets: Vec<String>,
+}
+
+/// Admin tokens shorter than this are refused at start.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 20;
+
+impl AuthConfig {
+    /// Whether any identity is configured (else: single-user mode).
+    pub fn enabled(&self) -> bool {
+        self.admin_token.is_some()
+            || self.admin_token_file.is_some()
+            || self.oidc_issuer.is_some()
+            || self.trusted_proxy_header.is_some()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.admin_token.is_some() && self.admin_token_file.is_some() {
+            return Err("set ADMIN_TOKEN or ADMIN_TOKEN_FILE, not both".into());
+        }
+        if let Some(token) = &self.admin_token
+            && token.expose().trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(format!(
+                "ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN_CHARS} characters (try `openssl rand -hex 32`)"
+            ));
+        }
+        match (&self.oidc_issuer, &self.oidc_audience) {
+            (Some(issuer), Some(audience)) => {
+                check_issuer_url(issuer)?;
+                if audience.trim().is_empty() {
+                    return Err("OIDC_AUDIENCE must not be empty".into());
+                }
+            }
+            (Some(_), None) => return Err("OIDC_ISSUER needs OIDC_AUDIENCE (the `aud` its tokens carry)".into()),
+            (None, Some(_)) => return Err("OIDC_AUDIENCE is set but OIDC_ISSUER is not".into()),
+            (None, None) => {}
+        }
+        if self.oidc_admin_claim.is_some() != self.oidc_admin_value.is_some() {
+            return Err("OIDC_ADMIN_CLAIM and OIDC_ADMIN_VALUE go together".into());
+        }
+        for cidr in &self.trusted_proxies {
+            parse_cidr(cidr)?;
+        }
+        if let Some(header) = &self.trusted_proxy_header {
+            if self.trusted_proxies.is_empty() {
+                return Err("TRUSTED_PROXY_HEADER needs TRUSTED_PROXIES (the proxies allowed to set it)".into());
+            }
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(format!("TRUSTED_PROXY_HEADER {header:?} is not a header name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (one host).
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("TRUSTED_PROXIES: {text:?} is not a CIDR such as 10.0.0.0/8"))
+}
+
+/// An issuer must be https, or http on a loopback address (tests, a local issuer).
+fn check_issuer_url(issuer: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(issuer).map_err(|e| format!("OIDC_ISSUER {issuer:?} is not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("OIDC_ISSUER must be an https URL (http only on a loopback address): {issuer}")),
+    }
 }
 
 /// What data of a dataset the model may see.
@@ -468,6 +617,7 @@ impl Config {
         if !(self.http_header_timeout_seconds > 0.0 && self.http_header_timeout_seconds <= 600.0) {
             return Err("HTTP_HEADER_TIMEOUT_SECONDS must be greater than 0 and at most 600".into());
         }
+        self.auth.validate()?;
         if self.max_runs_per_client == Some(0) {
             return Err("MAX_RUNS_PER_CLIENT must be at least 1".into());
         }

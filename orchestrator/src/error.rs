@@ -21,6 +21,21 @@ pub enum Error {
     ThreadNotFound(String),
     #[error("no chat turn {0:?}")]
     TurnNotFound(String),
+    #[error("no token {0:?}")]
+    TokenNotFound(String),
+    /// No credentials where they are needed, or credentials that are not valid:
+    /// malformed, unknown, revoked, expired, badly signed.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that do not allow this (a non-admin on `/admin`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// `/admin` of a service without auth (single-user mode).
+    #[error("{0}")]
+    AuthNotConfigured(String),
+    /// The identity provider cannot be reached to check a token.
+    #[error("{0}")]
+    AuthUnavailable(String),
     /// A thread is bound to the dataset it started with.
     #[error("thread {thread_id:?} is about dataset {thread_dataset:?}, not {requested:?}; start a new thread")]
     ThreadDatasetConflict { thread_id: String, thread_dataset: String, requested: String },
@@ -51,6 +66,11 @@ impl Error {
             Error::RunNotFound(_) => "RUN_NOT_FOUND",
             Error::ThreadNotFound(_) => "THREAD_NOT_FOUND",
             Error::TurnNotFound(_) => "TURN_NOT_FOUND",
+            Error::TokenNotFound(_) => "TOKEN_NOT_FOUND",
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::Forbidden(_) => "FORBIDDEN",
+            Error::AuthNotConfigured(_) => "AUTH_NOT_CONFIGURED",
+            Error::AuthUnavailable(_) => "AUTH_UNAVAILABLE",
             Error::ThreadDatasetConflict { .. } => "THREAD_DATASET_CONFLICT",
             Error::CapacityExceeded(_) => "CAPACITY_EXCEEDED",
             Error::ClientLimit(_) => "CLIENT_LIMIT",

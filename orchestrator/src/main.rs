@@ -44,6 +44,38 @@ enum Command {
         #[arg(long)]
         run_id: Option<String>,
     },
+    /// Mint, list and revoke the service's tokens, in the run store (RUN_STORE_PATH)
+    /// the service uses: the same as POST/GET/DELETE /admin/tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Mint a token and print it (as JSON) — the only time its secret is shown.
+    Create {
+        /// Who the token is for; its runs and threads belong to this subject.
+        #[arg(long)]
+        subject: String,
+        /// Dataset ids it may use, comma-separated, or `*` for all.
+        #[arg(long, value_delimiter = ',', required = true)]
+        datasets: Vec<String>,
+        /// Lifetime, e.g. `30d`, `12h`. Default: no expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// The token may mint, list and revoke tokens and read every run.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the tokens (without secrets), as JSON.
+    List,
+    /// Revoke a token by its id; effective at once.
+    Revoke {
+        /// The token's id (`token_id` in the list).
+        token_id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +87,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
         Command::RenderJob { dataset, sql, run_id } => render_job(&cli.config, &dataset, &sql, run_id),
+        Command::Tokens { command } => tokens(&cli.config, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,6 +125,42 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
     let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let job = orchestrator::sandbox::k8s::job::build(config, &namespace, &run_id, &request);
     print!("{}", serde_yaml_ng::to_string(&job)?);
+    Ok(())
+}
+
+fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
+    use orchestrator::auth::tokens;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (store, _) = orchestrator::store::SqliteStore::open(&config.run_store_path)
+        .map_err(|e| anyhow::anyhow!("cannot open RUN_STORE_PATH={}: {e}", config.run_store_path.display()))?;
+    let output = runtime.block_on(async {
+        match command {
+            TokensCommand::Create { subject, datasets, expires_in, admin } => {
+                let catalog = orchestrator::datasets::Catalog::load(&config.datasets_dir)?;
+                let request = tokens::MintRequest {
+                    subject,
+                    datasets,
+                    expires_in_s: expires_in.map(|d| d.as_secs().max(1)),
+                    admin,
+                };
+                let minted = tokens::create(&store, &catalog.ids(), &request).await?;
+                let r = &minted.record;
+                Ok::<_, anyhow::Error>(serde_json::json!({
+                    "token": minted.token, "token_id": r.token_id, "subject": r.subject, "datasets": r.datasets,
+                    "admin": r.admin, "expires_at": r.expires_at,
+                }))
+            }
+            TokensCommand::List => {
+                let list = tokens::list(&store).await?;
+                Ok(serde_json::json!({ "tokens": list.iter().map(|t| t.view()).collect::<Vec<_>>() }))
+            }
+            TokensCommand::Revoke { token_id } => {
+                tokens::revoke(&store, &token_id).await?;
+                Ok(serde_json::json!({ "revoked": token_id }))
+            }
+        }
+    })?;
+    println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 

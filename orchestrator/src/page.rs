@@ -44,6 +44,7 @@ pub const ASSETS: &[Asset] = &[
     Asset { name: "app.css", content_type: CSS, body: APP_CSS },
     script("app.js", APP_JS),
     script("api.js", include_str!("../assets/api.js")),
+    script("auth.js", include_str!("../assets/auth.js")),
     script("chart.js", include_str!("../assets/chart.js")),
     script("chat.js", include_str!("../assets/chat.js")),
     script("datasets.js", include_str!("../assets/datasets.js")),

@@ -20,6 +20,7 @@ use runner_host::{ModuleSource, Profiler, SandboxOptions, module};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::api::{self, ClientAddr, ConnectionScope};
+use crate::auth::Auth;
 use crate::chat::Chat;
 use crate::config::{Config, ProviderKind};
 use crate::connections::{Admitted, ConnectionBudget};
@@ -75,8 +76,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::default());
     provider.use_metrics(&metrics);
     let runs = Runs::new(RunSettings::from_config(&config), catalog, store.clone(), Arc::new(provider), metrics);
+    let dataset_ids = runs.catalog().ids().into_iter().map(str::to_string).collect();
+    let auth = Auth::new(&config.auth, store.clone(), dataset_ids)
+        .map_err(anyhow::Error::msg)
+        .context("invalid auth settings")?;
+    auth.start();
     let chat = Chat::new(runs.clone(), store, llm, config.llm.clone(), config.chat.clone());
-    let state = AppState::new(config, runs, chat);
+    let state = AppState::new(config, runs, chat, auth);
     tokio::spawn(maintain_store(state.clone()));
     tokio::spawn(record_module_load(state.clone()));
     Ok(state)

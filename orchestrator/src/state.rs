@@ -1,5 +1,5 @@
-//! The service's one state, as the HTTP layer sees it: the configuration, the run
-//! and chat services, and the metrics.
+//! The service's one state, as the HTTP layer sees it: the configuration, the run,
+//! chat and auth services, and the metrics.
 //!
 //! Built once by the composition root ([`crate::server::build_state`]) and handed to
 //! axum; handlers take the service they need from it. Nothing below `api` imports
@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::datasets::Catalog;
@@ -26,11 +27,16 @@ struct Inner {
     config: Config,
     runs: Runs,
     chat: Chat,
+    auth: Auth,
 }
 
 impl AppState {
-    pub fn new(config: Config, runs: Runs, chat: Chat) -> AppState {
-        AppState { inner: Arc::new(Inner { config, runs, chat }) }
+    pub fn new(config: Config, runs: Runs, chat: Chat, auth: Auth) -> AppState {
+        AppState { inner: Arc::new(Inner { config, runs, chat, auth }) }
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     pub fn config(&self) -> &Config {

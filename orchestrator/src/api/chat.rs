@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ClientKey, ListParams};
+use super::extract::{ApiJson, ApiPath, Authenticated, ListParams};
 use crate::chat::{ChatRequest, ChatResponse, Progress, ProgressSink};
 use crate::error::Error;
 use crate::state::AppState;
@@ -31,14 +31,25 @@ const MAX_THREADS: usize = 200;
 
 pub async fn chat(
     State(state): State<AppState>,
-    ClientKey(client): ClientKey,
+    Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let prepared = state.chat().prepare(request, client).await?;
+    let prepared = state.chat().prepare(request, caller.principal, caller.client).await?;
     let chat = state.chat().clone();
     let task = tokio::spawn(async move { chat.run(prepared, "chat", ProgressSink::default()).await });
     let response = task.await.map_err(|e| Error::Internal(format!("the chat turn failed: {e}")))?;
     Ok(Json(response).into_response())
+}
+
+/// How often a chat stream checks that its caller's token still holds.
+pub const CREDENTIALS_RECHECK: Duration = Duration::from_secs(1);
+
+/// How a streamed turn ended.
+enum Outcome {
+    Finished(Box<ChatResponse>),
+    ClientGone,
+    /// The caller's token was revoked or expired while the turn ran.
+    Unauthorized(String),
 }
 
 /// One server-sent event of a turn.
@@ -51,10 +62,12 @@ enum Streamed {
 
 pub async fn chat_stream(
     State(state): State<AppState>,
-    ClientKey(client): ClientKey,
+    Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let prepared = state.chat().prepare(request, client).await?;
+    let principal = caller.principal.clone();
+    let prepared = state.chat().prepare(request, caller.principal, caller.client).await?;
+    let auth = state.auth().clone();
     let (events, receiver) = mpsc::unbounded_channel::<Streamed>();
     let (progress, mut progress_receiver) = mpsc::unbounded_channel::<Progress>();
     let turn = prepared.turn.clone();
@@ -65,17 +78,33 @@ pub async fn chat_stream(
         // Boxed, so that it can be dropped (and the model request with it) before the
         // cancelled turn is recorded.
         let mut work = Box::pin(chat.run(prepared, "chat_stream", ProgressSink::new(progress)));
+        // The stream outlives the request that opened it: its credentials are checked
+        // again while it runs, and a revoked or expired token ends it.
+        let mut recheck = tokio::time::interval(CREDENTIALS_RECHECK);
+        recheck.tick().await;
         let outcome = loop {
             tokio::select! {
-                response = work.as_mut() => break Some(response),
+                response = work.as_mut() => break Outcome::Finished(Box::new(response)),
                 Some(p) = progress_receiver.recv() => {
                     let _ = events.send(Streamed::Progress(p));
                 }
-                () = events.closed() => break None,
+                () = events.closed() => break Outcome::ClientGone,
+                _ = recheck.tick() => {
+                    if let Err(why) = auth.still_valid(&principal).await {
+                        break Outcome::Unauthorized(why);
+                    }
+                }
             }
         };
         match outcome {
-            Some(response) => {
+            Outcome::Unauthorized(why) => {
+                drop(work);
+                tracing::info!(turn_id = %turn_id, "chat stream ended: {why}");
+                chat.record_cancelled(turn, mode, "chat_stream").await;
+                let _ = events.send(Streamed::Error { error_type: "UNAUTHORIZED".into(), message: why });
+                let _ = events.send(Streamed::Done { turn_id });
+            }
+            Outcome::Finished(response) => {
                 // Progress sent just before the end goes out first.
                 while let Ok(p) = progress_receiver.try_recv() {
                     let _ = events.send(Streamed::Progress(p));
@@ -86,10 +115,10 @@ pub async fn chat_stream(
                     let _ = events
                         .send(Streamed::Error { error_type: error.error_type.clone(), message: error.message.clone() });
                 }
-                let _ = events.send(Streamed::Result(Box::new(response)));
+                let _ = events.send(Streamed::Result(response));
                 let _ = events.send(Streamed::Done { turn_id });
             }
-            None => {
+            Outcome::ClientGone => {
                 // The client went away: `work` (and with it the model request) is
                 // dropped here; runs already started finish on their own.
                 drop(work);
@@ -134,13 +163,15 @@ fn event_stream(mut receiver: mpsc::UnboundedReceiver<Streamed>) -> impl Stream<
 
 pub async fn get_turn(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     ApiPath(turn_id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.chat().turn_view(&turn_id).await?))
+    Ok(Json(state.chat().turn_view(&turn_id, &caller.principal).await?))
 }
 
 pub async fn list_threads(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(params) = params?;
@@ -148,12 +179,13 @@ pub async fn list_threads(
     if limit == 0 || limit > MAX_THREADS {
         return Err(Error::invalid(format!("limit must be between 1 and {MAX_THREADS}")).into());
     }
-    let threads = state.chat().threads(limit).await?;
+    let threads = state.chat().threads(limit, &caller.principal, params.all).await?;
     Ok(Json(json!({ "threads": threads })))
 }
 
 pub async fn thread_messages(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     ApiPath(thread_id): ApiPath<String>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -162,13 +194,14 @@ pub async fn thread_messages(
     if limit == 0 || limit > 500 {
         return Err(Error::invalid("limit must be between 1 and 500").into());
     }
-    Ok(Json(state.chat().messages(&thread_id, limit).await?))
+    Ok(Json(state.chat().messages(&thread_id, limit, &caller.principal).await?))
 }
 
 pub async fn delete_thread(
     State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
     ApiPath(thread_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    state.chat().delete_thread(&thread_id).await?;
+    state.chat().delete_thread(&thread_id, &caller.principal).await?;
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

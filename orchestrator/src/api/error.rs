@@ -55,6 +55,11 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: the scheme a client should answer with.
+            let challenge = HeaderValue::from_static("Bearer realm=\"csv-analyst\"");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response
     }
 }
@@ -66,18 +71,23 @@ impl From<Error> for ApiError {
             Error::UnknownDataset { .. }
             | Error::RunNotFound(_)
             | Error::ThreadNotFound(_)
-            | Error::TurnNotFound(_) => StatusCode::NOT_FOUND,
+            | Error::TurnNotFound(_)
+            | Error::TokenNotFound(_)
+            | Error::AuthNotConfigured(_) => StatusCode::NOT_FOUND,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::ThreadDatasetConflict { .. } => StatusCode::CONFLICT,
             Error::ClientLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::CapacityExceeded(_)
             | Error::SandboxNotReady(_)
             | Error::StoreUnavailable(_)
-            | Error::LlmNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Error::LlmNotConfigured(_)
+            | Error::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &error {
             Error::CapacityExceeded(_) | Error::ClientLimit(_) => Some(1),
-            Error::SandboxNotReady(_) | Error::StoreUnavailable(_) => Some(5),
+            Error::SandboxNotReady(_) | Error::StoreUnavailable(_) | Error::AuthUnavailable(_) => Some(5),
             _ => None,
         };
         ApiError { status, kind: error.error_type(), message: error.to_string(), retry_after }

@@ -1,14 +1,16 @@
 //! Extractors every handler shares: JSON bodies and paths whose rejections are
-//! answered as [`ApiError`]s, the request id, the client's key for fairness, and
-//! list parameters.
+//! answered as [`ApiError`]s, the request id, who the caller is ([`Authenticated`]),
+//! and list parameters.
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::auth::{Caller, Credentials};
+use crate::state::AppState;
 
 /// The peer address of a connection (the server puts it in each request's
 /// extensions), for per-client fairness when a request has no `x-client-id`.
@@ -63,30 +65,35 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// Who a request is from, for MAX_RUNS_PER_CLIENT: its `x-client-id` (visible ASCII,
-/// at most 100 characters), else its connection's address; `None` when neither is
-/// known (a router served without a connection that sets [`ClientAddr`]).
-pub struct ClientKey(pub Option<String>);
+/// Who a request is from ([`Caller`]: its principal and its fairness key), as
+/// [`crate::auth::Auth`] finds from its headers and connection. Every route but the
+/// page and the probes takes it: a request it refuses (bad credentials, or none
+/// where AUTH_ANONYMOUS=deny) is a 401 before the handler runs.
+pub struct Authenticated(pub Caller);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientKey {
-    type Rejection = std::convert::Infallible;
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get("x-client-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_graphic()));
-        let key = match (id, parts.extensions.get::<ClientAddr>()) {
-            (Some(id), _) => Some(format!("id:{id}")),
-            (None, Some(ClientAddr(peer))) => Some(format!("ip:{}", peer.ip())),
-            (None, None) => None,
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let forwarded_for: Vec<&str> =
+            headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+        let forwarded_for = forwarded_for.join(",");
+        let credentials = Credentials {
+            authorization: headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            peer: parts.extensions.get::<ClientAddr>().map(|ClientAddr(peer)| peer.ip()),
+            forwarded_for: Some(forwarded_for.as_str()).filter(|f| !f.is_empty()),
+            client_id: headers.get("x-client-id").and_then(|v| v.to_str().ok()),
+            proxy_user: state.auth().proxy_header().and_then(|name| headers.get(name)).map(|v| v.as_bytes()),
         };
-        Ok(ClientKey(key))
+        Ok(Authenticated(state.auth().authenticate(credentials).await?))
     }
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     pub limit: Option<usize>,
+    /// Everyone's records rather than one's own (admins).
+    #[serde(default)]
+    pub all: bool,
 }

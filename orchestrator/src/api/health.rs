@@ -20,12 +20,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let provider = state.provider().kind().as_str();
     let checkers = policy::checker_status();
     let stuck_runs = state.provider().stuck_runs();
-    match state.provider().readiness().await {
+    // Dataset ids are for callers they are granted to (GET /datasets) once auth is on.
+    let datasets =
+        if state.auth().enabled() { json!(state.catalog().ids().len()) } else { json!(state.catalog().ids()) };
+    let auth = if state.auth().enabled() { "on" } else { "single_user" };
+    let readiness = match state.auth().readiness() {
+        Ok(()) => state.provider().readiness().await,
+        Err(reason) => Err(reason),
+    };
+    match readiness {
         Ok(detail) => Json(json!({
             "status": "ready",
             "sandbox_provider": provider,
             "sandbox": detail,
-            "datasets": state.catalog().ids(),
+            "datasets": datasets,
+            "auth": auth,
             "llm": llm,
             // Runs stopped past their deadline whose threads are still blocked in a
             // host call: they hold no slot, but each holds its guest's memory.

@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use super::error::{ApiError, kind};
 use super::extract::{ConnectionScope, PROBE_PATHS};
-use super::{chat, datasets, health, runs};
+use super::{admin, chat, datasets, health, runs};
 use crate::page;
 use crate::state::AppState;
 
@@ -38,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/threads", get(chat::list_threads))
         .route("/threads/{thread_id}", delete(chat::delete_thread))
         .route("/threads/{thread_id}/messages", get(chat::thread_messages))
+        .route("/me", get(admin::me))
+        .route("/admin/tokens", post(admin::create_token).get(admin::list_tokens))
+        .route("/admin/tokens/{token_id}", delete(admin::revoke_token))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -14,6 +14,7 @@ use super::turn::{
     Attempt, ChatRequest, ChatResponse, LlmUsage, MAX_MESSAGE_CHARS, Outcome, PreparedTurn, Progress, ProgressSink,
     QueryMode, TurnDetails, TurnError, mode_of, summarize, tool_result,
 };
+use crate::access::Principal;
 use crate::config::{ChatConfig, LlmConfig};
 use crate::error::Error;
 use crate::llm::LlmClient;
@@ -63,7 +64,12 @@ impl Chat {
 
     /// Validates a chat request and records its turn. Every refusal here (400, 404,
     /// 409, 503) happens before anything is stored or streamed.
-    pub async fn prepare(&self, request: ChatRequest, client: Option<String>) -> Result<PreparedTurn, Error> {
+    pub async fn prepare(
+        &self,
+        request: ChatRequest,
+        principal: Principal,
+        client: Option<String>,
+    ) -> Result<PreparedTurn, Error> {
         let chars = request.message.chars().count();
         if request.message.trim().is_empty() {
             return Err(Error::invalid("message must not be empty"));
@@ -74,8 +80,7 @@ impl Chat {
             )));
         }
         let catalog = self.inner.runs.catalog();
-        let dataset =
-            catalog.dataset(&request.dataset_id).ok_or_else(|| catalog.unknown_dataset(&request.dataset_id))?;
+        let dataset = catalog.dataset_for(&request.dataset_id, &principal)?;
         let (mode, body) = mode_of(&request.message);
         if mode == QueryMode::Chat && self.inner.llm.is_none() {
             let status = LlmClient::status(&self.inner.llm_config);
@@ -93,7 +98,7 @@ impl Chat {
         let now = now();
         let thread = match &request.thread_id {
             Some(id) => {
-                let thread = self.store().thread(id).await?.ok_or_else(|| Error::ThreadNotFound(id.clone()))?;
+                let thread = self.own_thread(id, &principal).await?;
                 if thread.dataset_id != dataset.id {
                     return Err(Error::ThreadDatasetConflict {
                         thread_id: id.clone(),
@@ -110,6 +115,7 @@ impl Chat {
                     title: request.message.chars().take(80).collect(),
                     created_at: now.clone(),
                     updated_at: now.clone(),
+                    principal: Some(principal.subject.clone()),
                 };
                 self.store().create_thread(&thread).await?;
                 thread
@@ -127,13 +133,13 @@ impl Chat {
             finished_at: None,
         };
         self.store().insert_turn(&turn).await?;
-        Ok(PreparedTurn { turn, thread, mode, body, client })
+        Ok(PreparedTurn { turn, thread, mode, body, client, principal })
     }
 
     /// Runs a prepared turn to its end and records it.
     pub async fn run(&self, prepared: PreparedTurn, endpoint: &'static str, sink: ProgressSink) -> ChatResponse {
-        let PreparedTurn { turn, thread, mode, body, client } = prepared;
-        let origin = Origin { request_id: None, turn_id: Some(turn.turn_id.clone()), client };
+        let PreparedTurn { turn, thread, mode, body, client, principal } = prepared;
+        let origin = Origin { request_id: None, turn_id: Some(turn.turn_id.clone()), client, principal };
         let outcome = match mode {
             QueryMode::Sql => self.direct(&thread, origin, Query::Sql(body), &sink).await,
             QueryMode::Plan => match serde_json::from_str::<Value>(&body) {
@@ -236,10 +242,17 @@ impl Chat {
         response
     }
 
+    /// A thread `principal` may see; another's is answered as one that does not exist.
+    async fn own_thread(&self, thread_id: &str, principal: &Principal) -> Result<Thread, Error> {
+        match self.store().thread(thread_id).await? {
+            Some(thread) if principal.may_see(thread.principal.as_deref()) => Ok(thread),
+            _ => Err(Error::ThreadNotFound(thread_id.to_string())),
+        }
+    }
+
     /// `GET /threads/{id}/messages`: the thread's messages, oldest first.
-    pub async fn messages(&self, thread_id: &str, limit: usize) -> Result<Value, Error> {
-        let thread =
-            self.store().thread(thread_id).await?.ok_or_else(|| Error::ThreadNotFound(thread_id.to_string()))?;
+    pub async fn messages(&self, thread_id: &str, limit: usize, principal: &Principal) -> Result<Value, Error> {
+        let thread = self.own_thread(thread_id, principal).await?;
         let turns = self.store().turns(thread_id, limit.div_ceil(2).max(1)).await?;
         let mut messages = Vec::new();
         for turn in turns {
@@ -259,8 +272,13 @@ impl Chat {
     }
 
     /// `GET /chat/turns/{id}`: the turn, its runs and the exact context the model saw.
-    pub async fn turn_view(&self, turn_id: &str) -> Result<Value, Error> {
+    pub async fn turn_view(&self, turn_id: &str, principal: &Principal) -> Result<Value, Error> {
         let turn = self.store().turn(turn_id).await?.ok_or_else(|| Error::TurnNotFound(turn_id.to_string()))?;
+        // A turn is its thread's: another's is answered as one that does not exist.
+        let thread = self.store().thread(&turn.thread_id).await?;
+        if !principal.may_see(thread.as_ref().and_then(|t| t.principal.as_deref())) {
+            return Err(Error::TurnNotFound(turn_id.to_string()));
+        }
         let runs = self.store().runs_of_turn(turn_id).await?;
         let attempts: Vec<_> = runs.iter().map(Run::summary).collect();
         Ok(json!({
@@ -277,13 +295,15 @@ impl Chat {
         }))
     }
 
-    /// `GET /threads`: threads, most recently updated first.
-    pub async fn threads(&self, limit: usize) -> Result<Vec<Thread>, Error> {
-        Ok(self.store().threads(limit).await?)
+    /// `GET /threads`: one's own threads (everyone's: `all`, for the admin), most
+    /// recently updated first.
+    pub async fn threads(&self, limit: usize, principal: &Principal, all: bool) -> Result<Vec<Thread>, Error> {
+        Ok(self.store().threads(limit, principal.list_scope(all)?).await?)
     }
 
     /// `DELETE /threads/{id}`: the thread and its turns (its runs stay, as runs).
-    pub async fn delete_thread(&self, thread_id: &str) -> Result<(), Error> {
+    pub async fn delete_thread(&self, thread_id: &str, principal: &Principal) -> Result<(), Error> {
+        self.own_thread(thread_id, principal).await?;
         if self.store().delete_thread(thread_id).await? {
             Ok(())
         } else {

@@ -4,6 +4,7 @@
 //!
 //! Pure data and pure functions: used by the service and the agent alike.
 
+use crate::access::Principal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
@@ -154,8 +155,10 @@ pub struct PreparedTurn {
     pub mode: QueryMode,
     /// The message without its `SQL:` / `PLAN:` prefix.
     pub body: String,
-    /// Who asked, for MAX_RUNS_PER_CLIENT (set by the HTTP layer).
+    /// The fairness key, for MAX_RUNS_PER_CLIENT (set by the HTTP layer).
     pub client: Option<String>,
+    /// Who asked: the turn's runs are theirs.
+    pub principal: Principal,
 }
 
 /// `SQL: …` and `PLAN: …` (any case, leading blanks allowed) skip the model.

@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use protocol::registry::{Dataset, Registry, RegistryError};
 use sha2::{Digest, Sha256};
 
+use crate::access::Principal;
 use crate::error::Error;
 
 pub struct Catalog {
@@ -44,6 +45,18 @@ impl Catalog {
     /// The error for a dataset id the registry does not have.
     pub fn unknown_dataset(&self, id: &str) -> Error {
         Error::UnknownDataset { id: id.to_string(), known: self.ids().into_iter().map(str::to_string).collect() }
+    }
+
+    /// The dataset `id`, if `principal` may use it. One it may not is answered as one
+    /// that does not exist, listing the datasets it may use.
+    pub fn dataset_for(&self, id: &str, principal: &Principal) -> Result<&Dataset, Error> {
+        match self.dataset(id) {
+            Some(dataset) if principal.may_use(&dataset.id) => Ok(dataset),
+            _ => Err(Error::UnknownDataset {
+                id: id.to_string(),
+                known: self.ids().into_iter().filter(|id| principal.may_use(id)).map(str::to_string).collect(),
+            }),
+        }
     }
 
     /// The dataset's version hash: the registry's, else the computed one (once

@@ -1,7 +1,8 @@
 //! Knowledge of data: the catalogue of datasets the service offers (the registry
 //! of `DATASETS_DIR`, with version hashes) and the views the API shows of them.
 //!
-//! May use: `protocol`, `runner-host`'s safe file opening, [`crate::error`]. Knows
+//! May use: `protocol`, `runner-host`'s safe file opening, [`crate::access`] (which
+//! datasets a caller may see), [`crate::error`]. Knows
 //! nothing of runs, the store or HTTP; the schema as the sandbox sees it is
 //! computed by the run service (`crate::runs`) into [`SchemaView`].
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::catalog::Catalog;
+use crate::access::Principal;
 
 /// Sample rows shown per table.
 pub const SAMPLE_ROWS: u64 = 3;
@@ -68,11 +69,12 @@ pub struct SchemaView {
     pub tables: Vec<TableSchema>,
 }
 
-/// `GET /datasets`: every dataset of the catalogue, as listed.
-pub fn list(catalog: &Catalog) -> Vec<DatasetView> {
+/// `GET /datasets`: the datasets of the catalogue `principal` may use, as listed.
+pub fn list(catalog: &Catalog, principal: &Principal) -> Vec<DatasetView> {
     catalog
         .datasets()
         .iter()
+        .filter(|d| principal.may_use(&d.id))
         .map(|d| DatasetView {
             id: d.id.clone(),
             name: if d.name.is_empty() { d.id.clone() } else { d.name.clone() },

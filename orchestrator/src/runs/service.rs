@@ -26,6 +26,7 @@ use tracing::Instrument;
 use super::admission::{Admission, ClientTicket};
 use super::limits::{Limits, RunSettings};
 use super::submission::{Origin, Query, RunSubmission};
+use crate::access::Principal;
 use crate::datasets::{Catalog, SchemaView};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -131,7 +132,7 @@ impl Runs {
     /// from `POST /runs` and from the chat agent alike.
     pub async fn execute(&self, dataset_id: &str, query: Query, limits: Limits, origin: Origin) -> Result<Run, Error> {
         let accepted = Instant::now();
-        let dataset = self.catalog().dataset(dataset_id).ok_or_else(|| self.catalog().unknown_dataset(dataset_id))?;
+        let dataset = self.catalog().dataset_for(dataset_id, &origin.principal)?;
         // The client's share, before anything is written: held until the run is
         // recorded (refused) or its task ends.
         let ticket: Option<ClientTicket> =
@@ -164,6 +165,8 @@ impl Runs {
             started_at: None,
             finished_at: None,
             timings: Timings::default(),
+            principal: Some(origin.principal.subject.clone()),
+            token_id: origin.principal.token_id.clone(),
         };
 
         // The SQL to check: as sent, or compiled from the plan.
@@ -268,18 +271,24 @@ impl Runs {
         );
     }
 
-    /// `GET /runs/{id}`.
-    pub async fn get(&self, run_id: &str) -> Result<Run, Error> {
-        self.store().get(run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_string()))
+    /// `GET /runs/{id}` (and its export): a run `principal` may see. Another's is
+    /// answered as one that does not exist.
+    pub async fn get(&self, run_id: &str, principal: &Principal) -> Result<Run, Error> {
+        match self.store().get(run_id).await? {
+            Some(run) if principal.may_see(run.principal.as_deref()) => Ok(run),
+            _ => Err(Error::RunNotFound(run_id.to_string())),
+        }
     }
 
-    /// `GET /runs`: the newest runs, from the store's summary columns (no rows).
-    pub async fn list(&self, limit: Option<usize>) -> Result<Vec<Run>, Error> {
+    /// `GET /runs`: the newest runs, one's own (or everyone's: `all`, for the admin),
+    /// from the store's summary columns (no rows).
+    pub async fn list(&self, limit: Option<usize>, principal: &Principal, all: bool) -> Result<Vec<Run>, Error> {
         let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
         if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(Error::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
         }
-        Ok(self.store().list(limit).await?)
+        let owner = principal.list_scope(all)?;
+        Ok(self.store().list(limit, owner).await?)
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::access::Principal;
 use crate::error::Error;
 use crate::store::QueryType;
 
@@ -55,11 +56,14 @@ impl RunSubmission {
     }
 }
 
-/// Who asked for a run, for its record, its span and per-client fairness.
-#[derive(Debug, Clone, Default)]
+/// Who asked for a run, for its record, its span, its grants and per-client fairness.
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub request_id: Option<String>,
     pub turn_id: Option<String>,
-    /// The client's `x-client-id`, else its address; `None` for the service's own queries.
+    /// The fairness key (`crate::auth::Caller::client`); `None` for the service's own
+    /// queries.
     pub client: Option<String>,
+    /// Who asked: the run is theirs, on a dataset they may use.
+    pub principal: Principal,
 }

@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 
 use super::chat::{Thread, Turn};
 use super::run::Run;
+use super::token::TokenRecord;
 use crate::error::Error;
 
 /// A store failure. Its message says what failed, never where the file is (that is
@@ -40,8 +41,9 @@ pub trait Store: Send + Sync {
     /// Records how a run ended.
     fn finish<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
     fn get<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<Run>, StoreError>>;
-    /// The most recent runs, newest first, without their results.
-    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Run>, StoreError>>;
+    /// The most recent runs (of the subject `owner`, when given), newest first,
+    /// without their results.
+    fn list(&self, limit: usize, owner: Option<String>) -> BoxFuture<'_, Result<Vec<Run>, StoreError>>;
     /// The runs a chat turn made, oldest first, with their results.
     fn runs_of_turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
     /// Records every run and turn still running as interrupted, with `message`.
@@ -54,8 +56,8 @@ pub trait Store: Send + Sync {
 
     fn create_thread<'a>(&'a self, thread: &'a Thread) -> BoxFuture<'a, Result<(), StoreError>>;
     fn thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StoreError>>;
-    /// Threads, most recently updated first.
-    fn threads(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>>;
+    /// Threads (of the subject `owner`, when given), most recently updated first.
+    fn threads(&self, limit: usize, owner: Option<String>) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>>;
     /// Deletes a thread and its turns (its runs stay, as runs). False if there was none.
     fn delete_thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn insert_turn<'a>(&'a self, turn: &'a Turn) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -64,4 +66,12 @@ pub trait Store: Send + Sync {
     fn turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Option<Turn>, StoreError>>;
     /// The newest `limit` turns of a thread, oldest first.
     fn turns<'a>(&'a self, thread_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<Turn>, StoreError>>;
+
+    /// Tokens the service minted (their secrets only as SHA-256); never pruned.
+    fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn token<'a>(&'a self, token_id: &'a str) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>>;
+    /// Every token, newest first.
+    fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, StoreError>>;
+    /// Marks a token revoked at `at` (RFC 3339). False if there is none.
+    fn revoke_token<'a>(&'a self, token_id: &'a str, at: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 }

@@ -9,6 +9,8 @@ pub struct Thread {
     pub title: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The subject it belongs to (`None`: made before identities were recorded).
+    pub principal: Option<String>,
 }
 
 /// A chat turn: one user message and what the service answered.

@@ -1,7 +1,8 @@
 //! Records: every run, and the chat's threads and turns, behind one [`Store`]
 //! trait, so that a second backend can sit beside [`sqlite::SqliteStore`].
 //!
-//! Owns the record types ([`run::Run`], [`chat::Thread`], [`chat::Turn`]) and how
+//! Owns the record types ([`run::Run`], [`chat::Thread`], [`chat::Turn`],
+//! [`token::TokenRecord`]) and how
 //! they are kept. A run is written when a sandbox is about to start it (`running`)
 //! and again when it ends; a query the policy refuses is written once, finished. A
 //! process that dies mid-run leaves a `running` record; the next start marks those
@@ -14,6 +15,7 @@ pub mod backend;
 pub mod chat;
 pub mod run;
 pub mod sqlite;
+pub mod token;
 
 pub use self::backend::{Store, StoreError};
 pub use self::chat::{Thread, Turn};
@@ -21,3 +23,4 @@ pub use self::run::{
     QueryType, REFUSED_QUERY_BYTES, Run, RunState, RunSummary, STORED_SQL_BYTES, StoredSql, Timings, now,
 };
 pub use self::sqlite::SqliteStore;
+pub use self::token::TokenRecord;

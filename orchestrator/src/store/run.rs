@@ -175,6 +175,11 @@ pub struct Run {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub timings: Timings,
+    /// The subject that made the run, who alone (with the admin) may read it
+    /// (`None`: recorded before identities were).
+    pub principal: Option<String>,
+    /// The id of the token it was made with, if any (never the secret).
+    pub token_id: Option<String>,
 }
 
 impl Run {
@@ -201,6 +206,8 @@ impl Run {
             started_at: None,
             finished_at: None,
             timings: Timings::default(),
+            principal: Some("local".into()),
+            token_id: None,
         }
     }
 
@@ -271,6 +278,8 @@ struct Details<'a> {
     job_name: Option<&'a str>,
     request_id: Option<&'a str>,
     turn_id: Option<&'a str>,
+    principal: Option<&'a str>,
+    token_id: Option<&'a str>,
     created_at: &'a str,
     started_at: Option<&'a str>,
     finished_at: Option<&'a str>,
@@ -296,6 +305,8 @@ impl Serialize for Run {
             job_name: self.job_name.as_deref(),
             request_id: self.request_id.as_deref(),
             turn_id: self.turn_id.as_deref(),
+            principal: self.principal.as_deref(),
+            token_id: self.token_id.as_deref(),
             created_at: &self.created_at,
             started_at: self.started_at.as_deref(),
             finished_at: self.finished_at.as_deref(),

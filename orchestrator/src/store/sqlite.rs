@@ -29,6 +29,7 @@ use futures::future::BoxFuture;
 use super::backend::{Store, StoreError};
 use super::chat::{Thread, Turn};
 use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
+use super::token::TokenRecord;
 
 /// The write-ahead log's share of a capped store: at most a sixteenth of the cap, and
 /// at most 4 MiB (SQLite's default checkpoint point); the database file gets the rest.
@@ -99,6 +100,23 @@ const MIGRATIONS: &[&str] = &[
         finished_at       TEXT
     );
     CREATE INDEX turns_thread ON turns(thread_id, seq);",
+    // 4: identity: who made each run and thread, and the service's own tokens (their
+    // secrets only as SHA-256; never pruned)
+    "ALTER TABLE runs ADD COLUMN principal TEXT;
+    ALTER TABLE runs ADD COLUMN token_id TEXT;
+    CREATE INDEX runs_principal ON runs(principal);
+    ALTER TABLE threads ADD COLUMN principal TEXT;
+    CREATE INDEX threads_principal ON threads(principal);
+    CREATE TABLE tokens (
+        token_id      TEXT PRIMARY KEY,
+        subject       TEXT NOT NULL,
+        datasets_json TEXT NOT NULL,
+        admin         INTEGER NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        expires_at    TEXT,
+        revoked_at    TEXT
+    );",
 ];
 
 /// The SQLite store. Clones share one connection; calls run on tokio's blocking pool.
@@ -242,9 +260,9 @@ impl SqliteStore {
                 "INSERT INTO runs (run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes,
                    sql_truncated, sql_sha256, plan_json, tables_json, result_json, error_type, error_message,
                    sandbox_provider, job_name, request_id, turn_id, created_at, started_at, finished_at,
-                   queued_ms, run_ms, total_ms)
+                   queued_ms, run_ms, total_ms, principal, token_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                   ?21, ?22, ?23, ?24)",
+                   ?21, ?22, ?23, ?24, ?25, ?26)",
                 params![
                     row.run.run_id,
                     row.run.status.as_str(),
@@ -270,6 +288,8 @@ impl SqliteStore {
                     row.run.timings.queued_ms,
                     row.run.timings.run_ms,
                     row.run.timings.total_ms,
+                    row.run.principal,
+                    row.run.token_id,
                 ],
             )
             .map(|_| ())
@@ -315,11 +335,13 @@ impl SqliteStore {
         .await
     }
 
-    /// The most recent runs, newest first, without their results.
-    pub async fn list(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+    /// The most recent runs (of `owner`, when given), newest first, without their results.
+    pub async fn list(&self, limit: usize, owner: Option<String>) -> Result<Vec<Run>, StoreError> {
         self.call("cannot list runs", move |conn| {
-            let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM runs ORDER BY rowid DESC LIMIT ?1"))?;
-            let rows = statement.query_map(params![limit as i64], |row| run_from_row(row, false))?;
+            let mut statement = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM runs WHERE ?2 IS NULL OR principal = ?2 ORDER BY rowid DESC LIMIT ?1"
+            ))?;
+            let rows = statement.query_map(params![limit as i64, owner], |row| run_from_row(row, false))?;
             rows.collect()
         })
         .await
@@ -382,8 +404,9 @@ impl SqliteStore {
         let t = thread.clone();
         self.write("cannot record the thread", move |conn| {
             conn.execute(
-                "INSERT INTO threads (thread_id, dataset_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![t.thread_id, t.dataset_id, t.title, t.created_at, t.updated_at],
+                "INSERT INTO threads (thread_id, dataset_id, title, created_at, updated_at, principal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.thread_id, t.dataset_id, t.title, t.created_at, t.updated_at, t.principal],
             )
             .map(|_| ())
         })
@@ -394,7 +417,8 @@ impl SqliteStore {
         let thread_id = thread_id.to_string();
         self.call("cannot read the thread", move |conn| {
             conn.query_row(
-                "SELECT thread_id, dataset_id, title, created_at, updated_at FROM threads WHERE thread_id = ?1",
+                "SELECT thread_id, dataset_id, title, created_at, updated_at, principal FROM threads
+                 WHERE thread_id = ?1",
                 params![thread_id],
                 thread_from_row,
             )
@@ -403,14 +427,14 @@ impl SqliteStore {
         .await
     }
 
-    /// Threads, most recently updated first.
-    pub async fn threads(&self, limit: usize) -> Result<Vec<Thread>, StoreError> {
+    /// Threads (of `owner`, when given), most recently updated first.
+    pub async fn threads(&self, limit: usize, owner: Option<String>) -> Result<Vec<Thread>, StoreError> {
         self.call("cannot list threads", move |conn| {
             let mut statement = conn.prepare(
-                "SELECT thread_id, dataset_id, title, created_at, updated_at FROM threads
-                 ORDER BY updated_at DESC, rowid DESC LIMIT ?1",
+                "SELECT thread_id, dataset_id, title, created_at, updated_at, principal FROM threads
+                 WHERE ?2 IS NULL OR principal = ?2 ORDER BY updated_at DESC, rowid DESC LIMIT ?1",
             )?;
-            let rows = statement.query_map(params![limit as i64], thread_from_row)?;
+            let rows = statement.query_map(params![limit as i64, owner], thread_from_row)?;
             rows.collect()
         })
         .await
@@ -505,6 +529,68 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    // ---- tokens ----
+
+    pub async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let t = token.clone();
+        let datasets = serde_json::to_string(&t.datasets).unwrap_or_else(|_| "[]".into());
+        self.write("cannot record the token", move |conn| {
+            conn.execute(
+                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    t.token_id,
+                    t.subject,
+                    datasets,
+                    t.admin,
+                    t.secret_sha256,
+                    t.created_at,
+                    t.expires_at,
+                    t.revoked_at
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let token_id = token_id.to_string();
+        self.call("cannot read the token", move |conn| {
+            conn.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_id = ?1"),
+                params![token_id],
+                token_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Every token, newest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.call("cannot list tokens", move |conn| {
+            let mut statement =
+                conn.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, rowid DESC"))?;
+            let rows = statement.query_map([], token_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Marks a token revoked at `at` (kept, for the list). False if there is none.
+    pub async fn revoke_token(&self, token_id: &str, at: &str) -> Result<bool, StoreError> {
+        let (token_id, at) = (token_id.to_string(), at.to_string());
+        self.write("cannot revoke the token", move |conn| {
+            Ok(conn.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE token_id = ?1",
+                params![token_id, at],
+            )? > 0)
+        })
+        .await
+    }
+}
+
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -518,8 +604,8 @@ impl Store for SqliteStore {
     fn get<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<Option<Run>, StoreError>> {
         Box::pin(SqliteStore::get(self, run_id))
     }
-    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Run>, StoreError>> {
-        Box::pin(SqliteStore::list(self, limit))
+    fn list(&self, limit: usize, owner: Option<String>) -> BoxFuture<'_, Result<Vec<Run>, StoreError>> {
+        Box::pin(SqliteStore::list(self, limit, owner))
     }
     fn runs_of_turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>> {
         Box::pin(SqliteStore::runs_of_turn(self, turn_id))
@@ -539,8 +625,8 @@ impl Store for SqliteStore {
     fn thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StoreError>> {
         Box::pin(SqliteStore::thread(self, thread_id))
     }
-    fn threads(&self, limit: usize) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>> {
-        Box::pin(SqliteStore::threads(self, limit))
+    fn threads(&self, limit: usize, owner: Option<String>) -> BoxFuture<'_, Result<Vec<Thread>, StoreError>> {
+        Box::pin(SqliteStore::threads(self, limit, owner))
     }
     fn delete_thread<'a>(&'a self, thread_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SqliteStore::delete_thread(self, thread_id))
@@ -557,11 +643,26 @@ impl Store for SqliteStore {
     fn turns<'a>(&'a self, thread_id: &'a str, limit: usize) -> BoxFuture<'a, Result<Vec<Turn>, StoreError>> {
         Box::pin(SqliteStore::turns(self, thread_id, limit))
     }
+    fn insert_token<'a>(&'a self, token: &'a TokenRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SqliteStore::insert_token(self, token))
+    }
+    fn token<'a>(&'a self, token_id: &'a str) -> BoxFuture<'a, Result<Option<TokenRecord>, StoreError>> {
+        Box::pin(SqliteStore::token(self, token_id))
+    }
+    fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, StoreError>> {
+        Box::pin(SqliteStore::tokens(self))
+    }
+    fn revoke_token<'a>(&'a self, token_id: &'a str, at: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::revoke_token(self, token_id, at))
+    }
 }
 
 const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
     sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
-    created_at, started_at, finished_at, queued_ms, run_ms, total_ms";
+    created_at, started_at, finished_at, queued_ms, run_ms, total_ms, principal, token_id";
+
+const TOKEN_COLUMNS: &str =
+    "token_id, subject, datasets_json, admin, secret_sha256, created_at, expires_at, revoked_at";
 
 const TURN_COLUMNS: &str = "turn_id, thread_id, status, user_message, assistant_message, response_json, context_json,
     created_at, finished_at";
@@ -625,7 +726,7 @@ fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
         },
         plan: json(row, 9)?,
         tables: json(row, 10)?.unwrap_or_default(),
-        result: if with_result { json(row, 23)? } else { None },
+        result: if with_result { json(row, 25)? } else { None },
         error,
         sandbox_provider: row.get(13)?,
         job_name: row.get(14)?,
@@ -635,6 +736,21 @@ fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
         started_at: row.get(18)?,
         finished_at: row.get(19)?,
         timings: Timings { queued_ms: row.get(20)?, run_ms: row.get(21)?, total_ms: row.get(22)? },
+        principal: row.get(23)?,
+        token_id: row.get(24)?,
+    })
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        token_id: row.get(0)?,
+        subject: row.get(1)?,
+        datasets: json(row, 2)?.unwrap_or_default(),
+        admin: row.get(3)?,
+        secret_sha256: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        revoked_at: row.get(7)?,
     })
 }
 
@@ -645,6 +761,7 @@ fn thread_from_row(row: &Row<'_>) -> rusqlite::Result<Thread> {
         title: row.get(2)?,
         created_at: row.get(3)?,
         updated_at: row.get(4)?,
+        principal: row.get(5)?,
     })
 }
 
@@ -798,7 +915,7 @@ mod tests {
         assert_eq!(stored_b.status, RunState::Interrupted);
         assert_eq!(stored_b.error.map(|e| e.error_type), Some(ErrorType::Internal));
         assert_eq!(stored_b.timings.queued_ms, Some(1.5));
-        let listed = store.list(10).await.unwrap();
+        let listed = store.list(10, None).await.unwrap();
         let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
         assert_eq!(ids, vec!["b", "a"], "newest first");
         assert!(listed.iter().all(|r| r.result.is_none()), "lists read no results");
@@ -906,6 +1023,7 @@ mod tests {
             title: "t".into(),
             created_at: now(),
             updated_at: now(),
+            principal: None,
         };
         store.create_thread(&thread).await.unwrap();
         let turn = |id: String, status: &str| Turn {
@@ -959,7 +1077,7 @@ mod tests {
         // The interrupted run was pruned to make room; no running run was.
         assert!(store.get("kept").await.unwrap().is_none());
         assert_eq!(store.get("kept-running").await.unwrap().unwrap().status, RunState::Running);
-        assert_eq!(store.list(1_000).await.unwrap().len(), written + 1, "reads go on");
+        assert_eq!(store.list(1_000, None).await.unwrap().len(), written + 1, "reads go on");
         // A restart marks them interrupted even in a full store, and they make room again.
         drop(store);
         let (store, interrupted) = SqliteStore::open_capped(&path, Some(256 * 1024)).unwrap();
@@ -1004,7 +1122,7 @@ mod tests {
             store.insert(&run(&format!("r{i}"))).await.unwrap();
         }
         assert_eq!(store.prune(4, None).await.unwrap(), 6);
-        let ids: Vec<String> = store.list(100).await.unwrap().into_iter().map(|r| r.run_id).collect();
+        let ids: Vec<String> = store.list(100, None).await.unwrap().into_iter().map(|r| r.run_id).collect();
         assert_eq!(ids, vec!["r9", "r8", "r7", "r6"]);
         assert_eq!(store.size().await.unwrap().0, 4);
     }
@@ -1020,6 +1138,7 @@ mod tests {
             title: "How many?".into(),
             created_at: now(),
             updated_at: now(),
+            principal: Some("alice".into()),
         };
         store.create_thread(&thread).await.unwrap();
         for i in 0..3 {
@@ -1045,9 +1164,51 @@ mod tests {
             "newest two, oldest first"
         );
         assert_eq!(store.thread("t1").await.unwrap().unwrap().dataset_id, "support");
+        assert_eq!(store.threads(10, Some("alice".into())).await.unwrap().len(), 1);
+        assert!(store.threads(10, Some("bob".into())).await.unwrap().is_empty());
+        assert_eq!(store.threads(10, None).await.unwrap()[0].principal.as_deref(), Some("alice"));
         assert!(store.delete_thread("t1").await.unwrap());
         assert!(store.thread("t1").await.unwrap().is_none());
         assert!(store.turns("t1", 10).await.unwrap().is_empty());
         assert!(!store.delete_thread("t1").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn tokens_and_owners_are_kept_and_tokens_survive_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        let token = TokenRecord {
+            token_id: "0123456789abcdef".into(),
+            subject: "alice".into(),
+            datasets: vec!["support".into()],
+            admin: false,
+            secret_sha256: "ab".repeat(32),
+            created_at: now(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        store.insert_token(&token).await.unwrap();
+        let mut alices = run("a1");
+        alices.principal = Some("alice".into());
+        alices.token_id = Some(token.token_id.clone());
+        store.insert(&alices).await.unwrap();
+        store.insert(&run("l1")).await.unwrap();
+        let owned: Vec<String> =
+            store.list(10, Some("alice".into())).await.unwrap().into_iter().map(|r| r.run_id).collect();
+        assert_eq!(owned, vec!["a1"]);
+        assert_eq!(store.list(10, None).await.unwrap().len(), 2);
+        let read = store.get("a1").await.unwrap().unwrap();
+        assert_eq!((read.principal.as_deref(), read.token_id.as_deref()), (Some("alice"), Some("0123456789abcdef")));
+
+        assert!(store.revoke_token("0123456789abcdef", "2026-01-01T00:00:00.000Z").await.unwrap());
+        assert!(!store.revoke_token("ffffffffffffffff", "2026-01-01T00:00:00.000Z").await.unwrap());
+        assert_eq!(store.prune(0, None).await.unwrap(), 2, "every run is pruned");
+        drop(store);
+        let (store, _) = SqliteStore::open(&path).unwrap();
+        let kept = store.token("0123456789abcdef").await.unwrap().expect("tokens are never pruned");
+        assert_eq!(kept.revoked_at.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        assert_eq!(kept.secret_sha256, "ab".repeat(32));
+        assert_eq!(store.tokens().await.unwrap().len(), 1);
     }
 }

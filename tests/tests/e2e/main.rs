@@ -1,6 +1,7 @@
 //! csv-analyst's end-to-end tests, in one binary. See `tests/src/lib.rs`.
 
 mod api;
+mod auth;
 mod bounds;
 mod browser;
 mod chart;
