@@ -6,7 +6,7 @@
 // asks its prompt; a new dataset starts a new conversation), runs.js (Preview runs).
 
 import { state } from './state.js';
-import { api } from './api.js';
+import { api, getToken } from './api.js';
 import { $, el, clear } from './dom.js';
 import { plural } from './format.js';
 import { errorNodes } from './words.js';
@@ -16,17 +16,23 @@ import { runCurrent, setSql } from './runs.js';
 
 /**
  * Lists the datasets in the picker and selects one: the URL's `#dataset=`, else the
- * first. False when the list could not be loaded (the card says why).
+ * first. False when the list could not be loaded (the card says why), or the caller
+ * signed in or out meanwhile (the reload that follows lists theirs).
  */
 export async function loadDatasets() {
+  const asked = getToken();
+  let datasets;
   try {
     const body = await api('/datasets');
-    state.datasets = Array.isArray(body.datasets) ? body.datasets : [];
+    datasets = Array.isArray(body.datasets) ? body.datasets : [];
   } catch (e) {
+    if (getToken() !== asked) return false;
     $('dataset-name').textContent = 'The datasets could not be loaded';
     $('dataset-description').textContent = `${e.type}: ${e.message}`;
     return false;
   }
+  if (getToken() !== asked) return false;
+  state.datasets = datasets;
   const picker = $('dataset-picker');
   clear(picker);
   for (const dataset of state.datasets) {
@@ -35,8 +41,25 @@ export async function loadDatasets() {
   const wanted = new URLSearchParams(location.hash.slice(1)).get('dataset');
   const first = state.datasets.find((d) => d.id === wanted) || state.datasets[0];
   if (first) selectDataset(first.id, { keepThread: false });
-  else $('dataset-name').textContent = 'No datasets are registered';
+  else clearDatasets(state.me && state.me.authConfigured ? 'No datasets are open to you' : 'No datasets are registered');
   return true;
+}
+
+/**
+ * No dataset chosen: an empty picker, card and schema, and `words` as the card's
+ * title (the caller may use none, or must sign in first).
+ */
+export function clearDatasets(words) {
+  if (state.dataset) newThread();
+  state.datasets = [];
+  state.dataset = null;
+  state.schema = null;
+  clear($('dataset-picker'));
+  $('dataset-name').textContent = words;
+  $('dataset-description').textContent = '';
+  $('dataset-tables').textContent = '';
+  clear($('prompt-chips'));
+  clear($('schema'));
 }
 
 /** Choosing in the picker selects that dataset (and starts a new conversation). */

@@ -8,7 +8,7 @@
 // connectHistory() instead of an import.
 
 import { state } from './state.js';
-import { api } from './api.js';
+import { api, getToken } from './api.js';
 import { $, el, clear } from './dom.js';
 import { relativeTime, truncateLabel } from './format.js';
 import { STATUS_WORDS } from './words.js';
@@ -27,16 +27,28 @@ export async function refreshHistory() {
   await Promise.all([loadThreads(), loadRuns()]);
 }
 
+/** Both lists emptied, with `words` in each (the caller must sign in first). */
+export function clearHistory(words) {
+  for (const id of ['threads', 'runs']) {
+    clear($(id));
+    $(id).append(el('li', { class: 'empty-note', text: words }));
+  }
+}
+
 async function loadThreads() {
   const list = $('threads');
+  const asked = getToken();
   let threads;
   try {
     threads = (await api('/threads?limit=20')).threads || [];
   } catch (e) {
+    if (getToken() !== asked) return;
     clear(list);
     list.append(el('li', { class: 'empty-note', text: `Conversations are unavailable (${e.type}).` }));
     return;
   }
+  // Asked for someone who has signed in or out since: the reload draws the list.
+  if (getToken() !== asked) return;
   clear(list);
   for (const thread of threads) {
     list.append(
@@ -57,14 +69,17 @@ async function loadThreads() {
 
 async function loadRuns() {
   const list = $('runs');
+  const asked = getToken();
   let runs;
   try {
     runs = (await api('/runs?limit=20')).runs || [];
   } catch (e) {
+    if (getToken() !== asked) return;
     clear(list);
     list.append(el('li', { class: 'empty-note', text: `Runs are unavailable (${e.type}).` }));
     return;
   }
+  if (getToken() !== asked) return;
   clear(list);
   for (const run of runs) {
     const sql = String(run.sql || '').replace(/\s+/g, ' ');

@@ -1,11 +1,13 @@
 // The result panel (#result-panel): the view of a run made from the API's run record,
 // and its display: status badge, error, row count, timings, CSV link, chart, table and
-// "What ran" (metadata, plan, SQL, attempts). Also redraws the chart on resize.
+// "What ran" (metadata, plan, SQL, attempts). Also redraws the chart on resize, and
+// follows the panel's links to the service (the CSV, a run's record) with the token
+// when one is set: a plain link could not carry its header.
 //
 // May import: state.js, api.js, dom.js, format.js, words.js, chart.js, table.js.
 
 import { state } from './state.js';
-import { api } from './api.js';
+import { api, fetchBlob, getToken } from './api.js';
 import { $, el, appendAll, clear, show } from './dom.js';
 import { formatMs, plural } from './format.js';
 import { STATUS_WORDS, errorNodes } from './words.js';
@@ -44,6 +46,7 @@ export function beginResult(words) {
   $('row-count').textContent = '';
   $('timings').textContent = '';
   show($('download-csv'), false);
+  $('link-state').textContent = '';
   show($('error'), false);
   clear($('error'));
   show($('truncated'), false);
@@ -57,6 +60,14 @@ function setBadge(status, words) {
   const badge = $('run-status');
   badge.className = `badge ${status}`;
   badge.textContent = words || STATUS_WORDS[status] || status;
+}
+
+/** Empties the result panel and hides it, as when the page opened. */
+export function clearResult() {
+  beginResult('');
+  const panel = $('result-panel');
+  panel.dataset.state = 'idle';
+  panel.dataset.status = '';
 }
 
 /** An error that is not a run (a 4xx or 5xx, a network failure, bad plan JSON). */
@@ -198,6 +209,44 @@ export async function enrichRun(view) {
   } catch (_) {
     // The turn's own data is already shown.
   }
+}
+
+/**
+ * With a token, a click on a link of the panel to the service (Download CSV, a run's
+ * record) fetches it with the token instead: the CSV is saved under the link's
+ * `download` name, a record opens in a new tab. Without one the links work as links.
+ */
+export function wireServiceLinks() {
+  $('result-panel').addEventListener('click', (event) => {
+    const link = event.target instanceof Element ? event.target.closest('a[href^="/runs/"]') : null;
+    if (!link || !getToken() || event.defaultPrevented || event.button !== 0) return;
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    followWithToken(link);
+  });
+}
+
+async function followWithToken(link) {
+  const note = $('link-state');
+  const name = link.getAttribute('download');
+  note.textContent = name ? 'Downloading…' : 'Opening…';
+  let blob;
+  try {
+    blob = await fetchBlob(link.getAttribute('href'));
+  } catch (e) {
+    note.textContent = `${name ? 'The download' : 'The record'} failed: ${e.message} (${e.type})`;
+    return;
+  }
+  note.textContent = '';
+  const url = URL.createObjectURL(blob);
+  const temporary = el('a', { href: url, hidden: true });
+  if (name) temporary.setAttribute('download', name);
+  else temporary.setAttribute('target', '_blank');
+  document.body.append(temporary);
+  temporary.click();
+  temporary.remove();
+  // The download or the new tab has the blob by then.
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 /** Redraws the shown run's chart at the new width, once the window stops resizing. */

@@ -1,10 +1,11 @@
-// The page's shared state: the chosen dataset and its schema, the mode, the thread,
+// The page's shared state: who the caller is, the chosen dataset and its schema, the mode, the thread,
 // what is in flight (a run, a chat turn) and the run view the result panel shows.
 // Data only; the view modules read and write it.
 //
 // May import nothing of ours (a leaf).
 
 export const state = {
+  me: null, // who the service takes the caller for (from GET /me; see auth.js)
   datasets: [],
   dataset: null, // the chosen dataset (from GET /datasets)
   schema: null, // its GET /datasets/{id}/schema

@@ -346,6 +346,7 @@ async fn the_seed_query_from_the_sql_editor_shows_the_apis_rows_and_one_bar_per_
 
     let browser = Browser::open("seed-query", 1280, 800).await;
     browser.open_page(&server).await;
+    assert!(!browser.is_displayed("signin").await, "single-user mode: no sign-in box");
     let options =
         browser.eval("return Array.from(document.querySelectorAll('#dataset-picker option')).map(o => o.value)").await;
     assert_eq!(options, json!(["support", "ecommerce", "sensors"]));
@@ -827,5 +828,144 @@ async fn markup_in_a_model_answer_and_a_question_shows_as_literal_text_and_no_di
     browser.assert_no_dialog().await;
     assert_eq!(browser.csp_violations().await, Vec::<String>::new());
     browser.screenshot("hostile-answer").await;
+    browser.close().await;
+}
+
+/// The bootstrap admin token of the sign-in test's server (ADMIN_TOKEN: auth on).
+const ADMIN_TOKEN: &str = "admin-secret-of-twenty-chars-or-more";
+
+/// The token the page keeps for this tab, or null.
+const STORED_TOKEN: &str = "return sessionStorage.getItem('csv-analyst-token')";
+
+/// The ids of the datasets the picker offers.
+const PICKER_IDS: &str = "Array.from(document.querySelectorAll('#dataset-picker option')).map(o => o.value)";
+
+/// The entry of run `run_id` in the recent runs, as a JavaScript expression (null when absent).
+fn run_entry(run_id: &str) -> String {
+    format!("document.querySelector(\"[data-testid=runs] button[data-run-id='{run_id}']\")")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_signs_in_to_its_datasets_and_runs_and_signing_out_or_a_revocation_brings_the_box_back() {
+    let server = TestServer::start(|c| c.auth.admin_token = Some(orchestrator::config::ApiKey::new(ADMIN_TOKEN))).await;
+    let response = client()
+        .post(format!("{}/admin/tokens", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"subject": "alice", "datasets": ["support"]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let minted: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!((&minted["subject"], &minted["datasets"]), (&json!("alice"), &json!(["support"])), "{minted}");
+    let token = minted["token"].as_str().unwrap().to_string();
+    let token_id = minted["token_id"].as_str().unwrap().to_string();
+
+    // A run without a token: anonymous, which Alice must not see.
+    let (code, run) = server.post_run(json!({"dataset_id": "support", "sql": "SELECT 1 AS x"})).await;
+    assert_eq!((code, &run["status"]), (200, &json!("succeeded")), "{run}");
+    let anonymous_run = run["run_id"].as_str().unwrap().to_string();
+    let (code, me) = server.get("/me").await;
+    assert_eq!(code, 200, "{me}");
+    assert_eq!((&me["subject"], &me["sign_in"]), (&json!("anonymous"), &json!("token")), "{me}");
+    let (_, datasets) = server.get("/datasets").await;
+    let anonymous_ids: Vec<Value> = datasets["datasets"].as_array().unwrap().iter().map(|d| d["id"].clone()).collect();
+    assert!(anonymous_ids.len() > 1, "AUTH_ANONYMOUS_DATASETS is every dataset by default: {datasets}");
+
+    let browser = Browser::open("sign-in", 1280, 800).await;
+    browser.open_page(&server).await;
+
+    // Anonymous: the box asks for a token; the page shows what anonymous callers may use.
+    browser.wait("!document.getElementById('signin-form').hidden", "the sign-in box").await;
+    assert!(browser.is_displayed("signin-token").await && browser.is_displayed("signin-submit").await);
+    assert!(!browser.is_displayed("signin-subject").await && !browser.is_displayed("signout").await);
+    let field = browser.find("signin-token").await;
+    assert_eq!(field.attr("type").await.unwrap().as_deref(), Some("password"), "the token is not shown");
+    let label = browser.eval("return document.querySelector('label[for=signin-token]').textContent").await;
+    assert_eq!(label, "Access token", "the field has a label");
+    assert_eq!(browser.eval(&format!("return {PICKER_IDS}")).await, json!(anonymous_ids));
+    browser.wait(&run_entry(&anonymous_run), "the anonymous run in the history").await;
+
+    // A token the service does not know: refused in the box, not kept.
+    field.send_keys("not-a-token-of-this-service").await.unwrap();
+    browser.find("signin-submit").await.click().await.unwrap();
+    let error =
+        browser.wait("(e => !e.hidden && e.textContent)(document.getElementById('signin-error'))", "the refusal").await;
+    assert!(!error.as_str().unwrap().trim().is_empty(), "{error}");
+    assert_eq!(browser.eval(STORED_TOKEN).await, Value::Null, "a refused token is dropped");
+    assert!(browser.is_displayed("signin-token").await, "the box still asks for a token");
+    assert!(!browser.is_displayed("signin-subject").await);
+    browser.screenshot("refused").await;
+
+    // Alice's token: her name, her one dataset, her runs only.
+    field.clear().await.unwrap();
+    field.send_keys(&token).await.unwrap();
+    browser.find("signin-submit").await.click().await.unwrap();
+    browser.wait("document.getElementById('signin-subject').dataset.subject === 'alice'", "Alice signed in").await;
+    let subject = browser.text("signin-subject").await;
+    assert!(subject.contains("alice") && !subject.contains("admin"), "{subject}");
+    assert!(browser.is_displayed("signout").await);
+    assert!(!browser.is_displayed("signin-token").await, "no token field while signed in");
+    assert!(!browser.is_displayed("signin-error").await, "the refusal is gone");
+    assert_eq!(browser.eval(STORED_TOKEN).await, json!(token), "kept for this tab");
+    browser.wait(&format!("{PICKER_IDS}.join(',') === 'support'"), "only Alice's dataset in the picker").await;
+    browser.wait("document.querySelector('#schema details[data-table=tickets]') !== null", "the support schema").await;
+    browser.wait("document.querySelector('[data-testid=runs] .empty-note')", "Alice's empty history").await;
+    assert_eq!(browser.eval(&format!("return {}", run_entry(&anonymous_run))).await, Value::Null);
+
+    // Her run carries her token: it is hers, listed, and its CSV downloads with the token.
+    let outcome = browser.run_sql("SELECT 2 AS y", false).await;
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    let alice_run = outcome["run_id"].as_str().unwrap().to_string();
+    browser.wait(&run_entry(&alice_run), "Alice's run in her history").await;
+    assert_eq!(browser.eval(&format!("return {}", run_entry(&anonymous_run))).await, Value::Null);
+    browser.find("download-csv").await.click().await.unwrap();
+    let file = browser.dir.join(format!("run-{alice_run}.csv"));
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    while !file.is_file() {
+        assert!(Instant::now() < deadline, "{} was not downloaded", file.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "y\n2\n", "the CSV of Alice's run");
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new(), "the box keeps to the page's policy");
+    browser.screenshot("signed-in").await;
+
+    // Sign out: the box again, and what anonymous callers see.
+    browser.find("signout").await.click().await.unwrap();
+    browser.wait("!document.getElementById('signin-form').hidden", "the sign-in box again").await;
+    assert!(!browser.is_displayed("signin-subject").await && !browser.is_displayed("signout").await);
+    assert_eq!(browser.eval(STORED_TOKEN).await, Value::Null, "signing out drops the token");
+    browser.wait(&run_entry(&anonymous_run), "the anonymous history again").await;
+    assert_eq!(browser.eval(&format!("return {}", run_entry(&alice_run))).await, Value::Null);
+    assert_eq!(browser.eval(&format!("return {PICKER_IDS}")).await, json!(anonymous_ids));
+    browser.screenshot("signed-out").await;
+
+    // Signed in again, the token revoked meanwhile: the next request's 401 signs out, in words.
+    let field = browser.find("signin-token").await;
+    field.send_keys(&token).await.unwrap();
+    browser.find("signin-submit").await.click().await.unwrap();
+    browser.wait(&run_entry(&alice_run), "Alice's history again").await;
+    let response = client()
+        .delete(format!("{}/admin/tokens/{token_id}", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    browser.find("mode-sql").await.click().await.unwrap();
+    let editor = browser.find("sql-editor").await;
+    editor.clear().await.unwrap();
+    editor.send_keys("SELECT 3 AS z").await.unwrap();
+    browser.find("run-sql").await.click().await.unwrap();
+    browser.wait("!document.getElementById('signin-form').hidden", "the sign-in box after the revocation").await;
+    let error = browser
+        .wait("(e => !e.hidden && e.textContent)(document.getElementById('signin-error'))", "the revocation in words")
+        .await;
+    assert!(error.as_str().unwrap().contains("revoked"), "{error}");
+    assert_eq!(browser.eval(STORED_TOKEN).await, Value::Null, "a revoked token is dropped");
+    assert!(!browser.is_displayed("signin-subject").await);
+    browser.wait(&run_entry(&anonymous_run), "the anonymous history after the revocation").await;
+    browser.screenshot("revoked").await;
     browser.close().await;
 }
