@@ -5,7 +5,9 @@
 # after deploying to kind; `make k8s-checklist` runs it against any cluster (k3s).
 #
 # Settings (the Makefile passes its own): NAMESPACE, RELEASE, FULLNAME, RUNNER_IMAGE,
-# SMOKE_PORT, KUBECTL. Needs kubectl and curl; no jq.
+# SMOKE_PORT, KUBECTL. CSV_ANALYST_TOKEN: a bearer token for POST /runs, for an
+# install that refuses callers without one (the chart's auth.anonymous=deny). Needs
+# kubectl and curl; no jq.
 
 set -euo pipefail
 
@@ -18,6 +20,8 @@ KUBECTL=${KUBECTL:-kubectl}
 SERVICE_ACCOUNT="system:serviceaccount:$NAMESPACE:$FULLNAME"
 URL="http://127.0.0.1:$SMOKE_PORT"
 SEED='{"dataset_id":"support","query_type":"sql","sql":"SELECT COUNT(*) AS ticket_count FROM tickets"}'
+AUTH=()
+[ -z "${CSV_ANALYST_TOKEN:-}" ] || AUTH=(-H "Authorization: Bearer $CSV_ANALYST_TOKEN")
 
 checked=0
 fail() {
@@ -80,7 +84,7 @@ succeeded_metric='csv_analyst_runs_total{status="succeeded",provider="k8s"}'
 succeeded_before=$(metric "$succeeded_metric")
 
 # 3. The seed query: succeeded, [[6000]], a Job.
-response=$(curl -fsS -X POST "$URL/runs" -H 'Content-Type: application/json' --data-binary "$SEED")
+response=$(curl -fsS -X POST "$URL/runs" ${AUTH[@]+"${AUTH[@]}"} -H 'Content-Type: application/json' --data-binary "$SEED")
 echo "$response" | grep -qF '"status":"succeeded"' || fail "the seed query did not succeed: $response"
 echo "$response" | grep -qF '"rows":[[6000]]' || fail "the seed query did not return [[6000]]: $response"
 job=$(echo "$response" | sed -n 's/.*"job_name":"\([^"]*\)".*/\1/p')
@@ -118,7 +122,7 @@ ok "/metrics: $succeeded_metric $succeeded_before → $succeeded_after, k8s pod 
 
 # 7. DROP: rejected, and no Job created.
 jobs_before=$(kc -n "$NAMESPACE" get jobs -o name | sort)
-response=$(curl -sS -X POST "$URL/runs" -H 'Content-Type: application/json' \
+response=$(curl -sS -X POST "$URL/runs" ${AUTH[@]+"${AUTH[@]}"} -H 'Content-Type: application/json' \
   --data-binary '{"dataset_id":"support","query_type":"sql","sql":"DROP TABLE tickets"}')
 echo "$response" | grep -qF '"status":"rejected"' || fail "DROP TABLE was not rejected: $response"
 echo "$response" | grep -qF 'SQL_NOT_ALLOWED' || fail "DROP TABLE was not SQL_NOT_ALLOWED: $response"

@@ -61,3 +61,55 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "csv-analyst-chat.runnerSelector" -}}
 app.kubernetes.io/name: csv-analyst-runner
 {{- end }}
+
+{{/* Where the admin token's Secret is mounted, and the file ADMIN_TOKEN_FILE names. */}}
+{{- define "csv-analyst-chat.adminTokenDir" -}}
+/var/run/secrets/csv-analyst
+{{- end }}
+{{- define "csv-analyst-chat.adminTokenFile" -}}
+{{ include "csv-analyst-chat.adminTokenDir" . }}/admin-token
+{{- end }}
+
+{{/*
+"true" when the service authenticates anyone (the service's own rule: ADMIN_TOKEN_FILE,
+OIDC_ISSUER or TRUSTED_PROXY_HEADER set), else empty.
+*/}}
+{{- define "csv-analyst-chat.authConfigured" -}}
+{{- with .Values.auth }}
+{{- if or .adminToken.existingSecret .oidc.issuer .trustedProxyHeader }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Auth values that cannot work together: refused at render, not at the pod's start. */}}
+{{- define "csv-analyst-chat.validateAuth" -}}
+{{- with .Values.auth }}
+{{- if and .oidc.issuer (not .oidc.audience) }}
+{{- fail "auth.oidc.issuer is set without auth.oidc.audience: set the audience (the `aud` the issuer's tokens carry for this service)" }}
+{{- end }}
+{{- if and (not .oidc.issuer) (or .oidc.audience .oidc.datasetsClaim .oidc.adminClaim .oidc.adminValue) }}
+{{- fail "auth.oidc.audience, datasetsClaim, adminClaim and adminValue need auth.oidc.issuer: set the issuer, or leave them empty" }}
+{{- end }}
+{{- if ne (empty .oidc.adminClaim) (empty .oidc.adminValue) }}
+{{- fail "auth.oidc.adminClaim and auth.oidc.adminValue go together: set both (a caller whose adminClaim holds adminValue is an admin) or neither" }}
+{{- end }}
+{{- if and .trustedProxyHeader (not .trustedProxies) }}
+{{- fail "auth.trustedProxyHeader is set without auth.trustedProxies: the header is believed only from those peers, so list the proxy's CIDRs (e.g. the ingress controller's pod range)" }}
+{{- end }}
+{{- if and .trustedProxyDatasets (not .trustedProxyHeader) }}
+{{- fail "auth.trustedProxyDatasets needs auth.trustedProxyHeader (and auth.trustedProxies)" }}
+{{- end }}
+{{- if and (not .adminToken.key) .adminToken.existingSecret }}
+{{- fail "auth.adminToken.key is empty: name the Secret's key holding the admin token (default admin-token)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+An ingress publishes the service: refused while nobody is authenticated, unless
+auth.allowUnauthenticatedIngress says that is meant.
+*/}}
+{{- define "csv-analyst-chat.ingressAuthGuard" -}}
+{{- if and .Values.ingress.enabled (not (include "csv-analyst-chat.authConfigured" .)) (not .Values.auth.allowUnauthenticatedIngress) }}
+{{- fail "ingress.enabled=true would publish the service with no authentication: anyone reaching the ingress could run queries. Set auth.adminToken.existingSecret (a Secret whose auth.adminToken.key, default admin-token, holds an admin token of 20+ characters), auth.oidc.issuer with auth.oidc.audience, or auth.trustedProxyHeader with auth.trustedProxies; or set auth.allowUnauthenticatedIngress=true to publish it open on purpose" }}
+{{- end }}
+{{- end }}

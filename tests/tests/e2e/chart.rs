@@ -207,6 +207,8 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "--set",
         "ingress.enabled=true",
         "--set",
+        "auth.allowUnauthenticatedIngress=true",
+        "--set",
         "persistence.enabled=false",
     ]);
     validate_strictly(&yaml);
@@ -234,6 +236,8 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "ingress.enabled=true",
         "--set",
         "ingress.annotations.team=data",
+        "--set",
+        "auth.adminToken.existingSecret=csv-analyst-admin",
         "--set",
         "probes.port=9090",
     ]);
@@ -275,5 +279,217 @@ fn chart_refuses_values_it_does_not_know() {
         let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);
         assert!(!ok, "--set {bad} rendered:\n{text}");
         assert!(text.contains("schema"), "{bad}: {text}");
+    }
+}
+
+/// The orchestrator container's env entries in a rendered chart.
+fn container_env(docs: &[Value]) -> Vec<Value> {
+    let deployment = find(docs, "Deployment", "csv-analyst-csv-analyst-chat");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone()
+}
+
+fn env_value(env: &[Value], key: &str) -> Option<Value> {
+    env.iter().find(|e| e["name"] == key).map(|e| e["value"].clone())
+}
+
+#[test]
+fn chart_mounts_the_admin_token_as_a_file_and_renders_the_auth_settings() {
+    let Some(helm) = Helm::new() else { return };
+    // Defaults: auth off, nothing mounted, only the anonymous mode rendered.
+    let docs = documents(&helm.template(&[]));
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "AUTH_ANONYMOUS"), Some(json!("run")));
+    for unset in ["ADMIN_TOKEN", "ADMIN_TOKEN_FILE", "AUTH_ANONYMOUS_DATASETS", "OIDC_ISSUER", "OIDC_AUDIENCE"] {
+        assert!(env.iter().all(|e| e["name"] != unset), "{unset} rendered with auth off");
+    }
+    for unset in ["OIDC_DATASETS_CLAIM", "OIDC_ADMIN_CLAIM", "TRUSTED_PROXIES", "TRUSTED_PROXY_HEADER"] {
+        assert!(env.iter().all(|e| e["name"] != unset), "{unset} rendered with auth off");
+    }
+    let pod = &find(&docs, "Deployment", "csv-analyst-csv-analyst-chat")["spec"]["template"]["spec"];
+    assert!(pod["volumes"].as_array().unwrap().iter().all(|v| v.get("secret").is_none()), "no Secret mounted");
+
+    let yaml = helm.template(&[
+        "--set",
+        "auth.adminToken.existingSecret=s",
+        "--set",
+        "auth.anonymous=deny",
+        "--set",
+        "auth.anonymousDatasets={support,sensors}",
+        "--set",
+        "auth.oidc.issuer=https://id.example.com/realms/data",
+        "--set",
+        "auth.oidc.audience=csv-analyst",
+        "--set",
+        "auth.oidc.datasetsClaim=datasets",
+        "--set",
+        "auth.oidc.adminClaim=groups",
+        "--set",
+        "auth.oidc.adminValue=csv-admins",
+        "--set",
+        "auth.trustedProxies={10.42.0.0/16,fd00::/8}",
+        "--set",
+        "auth.trustedProxyHeader=X-Forwarded-User",
+        "--set",
+        "auth.trustedProxyDatasets={support}",
+    ]);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let env = container_env(&docs);
+    // The admin token is a file from Secret s, read-only; never an env value or secretKeyRef.
+    let pod = &find(&docs, "Deployment", "csv-analyst-csv-analyst-chat")["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "s").unwrap();
+    assert_eq!(volume["secret"]["items"], json!([{"key": "admin-token", "path": "admin-token"}]));
+    assert_ne!(volume["secret"]["optional"], true, "no Secret, no pod: never open");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the admin token's volume is mounted in the orchestrator container");
+    assert_eq!(mount["readOnly"], true);
+    assert!(mount.get("subPath").is_none(), "the whole volume, so a rotated Secret reaches the file");
+    let file = format!("{}/admin-token", mount["mountPath"].as_str().unwrap());
+    assert_eq!(env_value(&env, "ADMIN_TOKEN_FILE"), Some(json!(file)));
+    assert!(env.iter().all(|e| e["name"] != "ADMIN_TOKEN"), "the token itself is never in env");
+    assert!(
+        env.iter().all(|e| e["valueFrom"]["secretKeyRef"]["name"] != "s"),
+        "nor read from the Secret into an env var"
+    );
+
+    assert_eq!(env_value(&env, "AUTH_ANONYMOUS"), Some(json!("deny")));
+    assert_eq!(env_value(&env, "AUTH_ANONYMOUS_DATASETS"), Some(json!("support,sensors")));
+    assert_eq!(env_value(&env, "OIDC_ISSUER"), Some(json!("https://id.example.com/realms/data")));
+    assert_eq!(env_value(&env, "OIDC_AUDIENCE"), Some(json!("csv-analyst")));
+    assert_eq!(env_value(&env, "OIDC_DATASETS_CLAIM"), Some(json!("datasets")));
+    assert_eq!(env_value(&env, "OIDC_ADMIN_CLAIM"), Some(json!("groups")));
+    assert_eq!(env_value(&env, "OIDC_ADMIN_VALUE"), Some(json!("csv-admins")));
+    assert_eq!(env_value(&env, "TRUSTED_PROXIES"), Some(json!("10.42.0.0/16,fd00::/8")));
+    assert_eq!(env_value(&env, "TRUSTED_PROXY_HEADER"), Some(json!("X-Forwarded-User")));
+    assert_eq!(env_value(&env, "TRUSTED_PROXY_DATASETS"), Some(json!("support")));
+    // The service may reach the issuer's keys, after the LLM rule.
+    let policy = find(&docs, "NetworkPolicy", "csv-analyst-csv-analyst-chat");
+    assert_eq!(
+        policy["spec"]["egress"][3],
+        json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]})
+    );
+
+    // Another key of the Secret; OIDC claims left to the service's defaults.
+    let docs = documents(&helm.template(&[
+        "--set",
+        "auth.adminToken.existingSecret=csv-analyst-admin",
+        "--set",
+        "auth.adminToken.key=token",
+    ]));
+    let pod = &find(&docs, "Deployment", "csv-analyst-csv-analyst-chat")["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"].is_object()).unwrap();
+    assert_eq!(volume["secret"]["secretName"], "csv-analyst-admin");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "token", "path": "admin-token"}]));
+    let env = container_env(&docs);
+    assert!(env.iter().all(|e| e["name"] != "OIDC_DATASETS_CLAIM" && e["name"] != "TRUSTED_PROXIES"));
+}
+
+#[test]
+fn chart_refuses_an_ingress_nobody_authenticates_at() {
+    let Some(helm) = Helm::new() else { return };
+    let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", "ingress.enabled=true"]);
+    assert!(!ok, "an ingress with auth off rendered:\n{text}");
+    assert!(text.contains("ingress.enabled=true would publish the service with no authentication"), "{text}");
+    for named in [
+        "auth.adminToken.existingSecret",
+        "auth.oidc.issuer",
+        "auth.trustedProxyHeader",
+        "auth.allowUnauthenticatedIngress=true",
+    ] {
+        assert!(text.contains(named), "the message names {named}: {text}");
+    }
+
+    let auths: [&[&str]; 4] = [
+        &["auth.allowUnauthenticatedIngress=true"],
+        &["auth.adminToken.existingSecret=s"],
+        &["auth.oidc.issuer=https://id.example.com", "auth.oidc.audience=csv-analyst"],
+        &["auth.trustedProxyHeader=X-Forwarded-User", "auth.trustedProxies={10.42.0.0/16}"],
+    ];
+    for auth in auths {
+        let mut args = vec!["--set", "ingress.enabled=true"];
+        for &value in auth {
+            args.extend(["--set", value]);
+        }
+        let yaml = helm.template(&args);
+        validate_strictly(&yaml);
+        find(&documents(&yaml), "Ingress", "csv-analyst-csv-analyst-chat");
+    }
+    // The runbook's public endpoint on k3s, with its exact flags: its install, the
+    // Ingress, the admin token's Secret, no queries without a token.
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend([
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.hosts[0].host=csv.example.com",
+        "--set",
+        "auth.adminToken.existingSecret=csv-analyst-admin",
+        "--set",
+        "auth.anonymous=deny",
+    ]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let rule = &find(&docs, "Ingress", "csv-analyst-csv-analyst-chat")["spec"]["rules"][0];
+    assert_eq!(rule["host"], "csv.example.com");
+    // --set replaces the whole hosts list: a host given alone serves every path.
+    assert_eq!(rule["http"]["paths"][0]["path"], "/");
+    assert_eq!(rule["http"]["paths"][0]["pathType"], "Prefix");
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "ADMIN_TOKEN_FILE"), Some(json!("/var/run/secrets/csv-analyst/admin-token")));
+    assert_eq!(env_value(&env, "AUTH_ANONYMOUS"), Some(json!("deny")));
+
+    // Settings that cannot work together are refused at render, naming what is missing.
+    let mismatched: [(&[&str], &str); 4] = [
+        (&["auth.oidc.issuer=https://id.example.com"], "auth.oidc.issuer is set without auth.oidc.audience"),
+        (&["auth.oidc.audience=csv-analyst"], "need auth.oidc.issuer"),
+        (
+            &[
+                "auth.oidc.issuer=https://id.example.com",
+                "auth.oidc.audience=csv-analyst",
+                "auth.oidc.adminClaim=groups",
+            ],
+            "auth.oidc.adminClaim and auth.oidc.adminValue go together",
+        ),
+        (&["auth.trustedProxyHeader=X-Forwarded-User"], "auth.trustedProxyHeader is set without auth.trustedProxies"),
+    ];
+    for (values, message) in mismatched {
+        let mut args = vec!["template", "x", "./helm/csv-analyst-chat"];
+        for &value in values {
+            args.extend(["--set", value]);
+        }
+        let (ok, text) = helm.run(&args);
+        assert!(!ok, "{values:?} rendered:\n{text}");
+        assert!(text.contains(message), "{values:?}: {text}");
+    }
+}
+
+#[test]
+fn chart_refuses_auth_values_it_does_not_know() {
+    let Some(helm) = Helm::new() else { return };
+    for (bad, named) in [
+        ("auth.adminTokn.existingSecret=s", "auth: Additional property adminTokn"),
+        ("auth.bogus=true", "auth: Additional property bogus"),
+        ("auth.adminToken.secret=s", "auth.adminToken: Additional property secret"),
+        ("auth.oidc.issuerUrl=https://id.example.com", "auth.oidc: Additional property issuerUrl"),
+        ("auth.anonymous=maybe", "auth.anonymous"),
+        ("auth.oidc.issuer=ftp://id.example.com", "auth.oidc.issuer"),
+        ("auth.oidc.issuer=http://id.example.com", "auth.oidc.issuer"),
+        ("auth.trustedProxies={proxy.example.com}", "auth.trustedProxies"),
+        ("auth.anonymousDatasets={support,a b}", "auth.anonymousDatasets"),
+        ("auth.allowUnauthenticatedIngress=yes", "auth.allowUnauthenticatedIngress"),
+        // The admin token never goes in env; the auth settings only through auth.*.
+        ("env.ADMIN_TOKEN=an-admin-token-of-20-chars", "env.ADMIN_TOKEN"),
+        ("env.ADMIN_TOKEN_FILE=/tmp/token", "env.ADMIN_TOKEN_FILE"),
+        ("env.OIDC_ISSUER=https://id.example.com", "env.OIDC_ISSUER"),
+        ("env.TRUSTED_PROXY_HEADER=X-Forwarded-User", "env.TRUSTED_PROXY_HEADER"),
+    ] {
+        let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);
+        assert!(!ok, "--set {bad} rendered:\n{text}");
+        assert!(text.contains("schema") && text.contains(named), "{bad}: {text}");
     }
 }
