@@ -162,6 +162,13 @@ pub struct Config {
 
     #[command(flatten)]
     pub auth: AuthConfig,
+
+    /// Browser origins allowed to call /mcp (comma-separated, e.g.
+    /// `https://app.example.com`); a request with any other `Origin` is 403 (DNS
+    /// rebinding). Loopback origins (http://localhost, 127.0.0.1, [::1], any port) are
+    /// always allowed; requests without an `Origin` (non-browser clients) are too.
+    #[arg(long, env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 /// What a request without a token may do, when auth is configured.

@@ -15,7 +15,8 @@
 //! 5. Services: [`runs`] (admission, policy, sandbox, record), [`chat`] (the analyst
 //!    agent, threads and turns), [`llm`] (model clients), [`auth`] (who is calling:
 //!    the admin token, the service's own tokens, OIDC JWTs, trusted proxies).
-//! 6. Edges: [`api`] (the router and thin handlers), [`page`] (the web page),
+//! 6. Edges: [`api`] (the router and thin handlers), [`mcp`] (the MCP server, over
+//!    HTTP at `/mcp` and stdio), [`page`] (the web page),
 //!    [`state`] (what the handlers share), [`connections`] (the accept loop's
 //!    connection budget), [`server`] (the composition root: start-up, serving,
 //!    graceful shutdown).
@@ -29,6 +30,7 @@ pub mod connections;
 pub mod datasets;
 pub mod error;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod page;
 pub mod plan;

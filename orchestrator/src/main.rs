@@ -44,6 +44,9 @@ enum Command {
         #[arg(long)]
         run_id: Option<String>,
     },
+    /// Serve the MCP tools over stdin and stdout (for Claude Desktop and other local
+    /// MCP clients), with the local sandbox and these settings; logs go to stderr.
+    Mcp,
     /// Mint, list and revoke the service's tokens, in the run store (RUN_STORE_PATH)
     /// the service uses: the same as POST/GET/DELETE /admin/tokens.
     Tokens {
@@ -88,6 +91,11 @@ fn main() -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::RenderJob { dataset, sql, run_id } => render_job(&cli.config, &dataset, &sql, run_id),
         Command::Tokens { command } => tokens(&cli.config, command),
+        Command::Mcp => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(orchestrator::server::run_mcp_stdio(cli.config))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

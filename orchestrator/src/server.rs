@@ -321,6 +321,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     serve_with_probes(state, listener, probe_listener, shutdown_signal()).await
 }
 
+/// The `mcp` command: the MCP server over stdin and stdout, with the service's
+/// settings and store (logs on stderr).
+pub async fn run_mcp_stdio(config: Config) -> anyhow::Result<()> {
+    let state = build_state(config).await?;
+    // A desktop client starts this process and calls at once: answer it only once
+    // the sandbox can run (the first start after a build compiles it, for minutes).
+    let mut last_said = Instant::now();
+    loop {
+        match state.provider().readiness().await {
+            Ok(_) => break,
+            Err(reason) if reason.contains("failed") => anyhow::bail!("the sandbox cannot start: {reason}"),
+            Err(reason) => {
+                if last_said.elapsed() >= Duration::from_secs(10) {
+                    tracing::info!("waiting for the sandbox before serving MCP: {reason}");
+                    last_said = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    crate::mcp::serve_stdio(state.runs().clone(), state.chat().clone()).await
+}
+
 /// SIGTERM (Kubernetes) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

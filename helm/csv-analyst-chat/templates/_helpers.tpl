@@ -112,4 +112,7 @@ auth.allowUnauthenticatedIngress says that is meant.
 {{- if and .Values.ingress.enabled (not (include "csv-analyst-chat.authConfigured" .)) (not .Values.auth.allowUnauthenticatedIngress) }}
 {{- fail "ingress.enabled=true would publish the service with no authentication: anyone reaching the ingress could run queries. Set auth.adminToken.existingSecret (a Secret whose auth.adminToken.key, default admin-token, holds an admin token of 20+ characters), auth.oidc.issuer with auth.oidc.audience, or auth.trustedProxyHeader with auth.trustedProxies; or set auth.allowUnauthenticatedIngress=true to publish it open on purpose" }}
 {{- end }}
+{{- if and .Values.ingress.enabled (eq .Values.auth.anonymous "run") (not .Values.auth.allowUnauthenticatedIngress) }}
+{{- fail "ingress.enabled=true with auth.anonymous=run lets anyone reaching the ingress run queries without a token. Set auth.anonymous=deny, or auth.allowUnauthenticatedIngress=true to publish anonymous querying on purpose (with auth.anonymousDatasets to narrow it)" }}
+{{- end }}
 {{- end }}

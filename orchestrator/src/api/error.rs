@@ -23,6 +23,8 @@ pub mod kind {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     /// A request on a connection past MAX_CONNECTIONS, which serves only the probes.
     pub const CONNECTION_LIMIT: &str = "CONNECTION_LIMIT";
+    /// A browser page of an origin not allowed to call `/mcp`.
+    pub const FORBIDDEN_ORIGIN: &str = "FORBIDDEN_ORIGIN";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -85,6 +85,10 @@ impl FromRequestParts<AppState> for Authenticated {
             forwarded_for: Some(forwarded_for.as_str()).filter(|f| !f.is_empty()),
             client_id: headers.get("x-client-id").and_then(|v| v.to_str().ok()),
             proxy_user: state.auth().proxy_header().and_then(|name| headers.get(name)).map(|v| v.as_bytes()),
+            proxy_user_repeated: state
+                .auth()
+                .proxy_header()
+                .is_some_and(|name| headers.get_all(name).iter().count() > 1),
         };
         Ok(Authenticated(state.auth().authenticate(credentials).await?))
     }

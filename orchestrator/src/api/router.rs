@@ -2,19 +2,20 @@
 //! the layers (request ids, tracing, body limit, request metrics).
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use tower::Layer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::error::{ApiError, kind};
-use super::extract::{ConnectionScope, PROBE_PATHS};
+use super::extract::{Authenticated, ConnectionScope, PROBE_PATHS};
 use super::{admin, chat, datasets, health, runs};
-use crate::page;
 use crate::state::AppState;
+use crate::{mcp, page};
 
 /// Request ids longer than this are replaced by a fresh one, not echoed.
 pub const MAX_REQUEST_ID_CHARS: usize = 200;
@@ -22,6 +23,12 @@ pub const MAX_REQUEST_ID_CHARS: usize = 200;
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config().max_body_bytes;
+    let mcp = middleware::from_fn_with_state(state.clone(), authenticate_mcp).layer(mcp::http_service(
+        state.runs().clone(),
+        state.chat().clone(),
+        &state.config().mcp_allowed_origins,
+        body_limit,
+    ));
     Router::new()
         .route("/", get(page::index))
         .route("/assets/{name}", get(page::asset))
@@ -41,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(admin::me))
         .route("/admin/tokens", post(admin::create_token).get(admin::list_tokens))
         .route("/admin/tokens/{token_id}", delete(admin::revoke_token))
+        .route_service("/mcp", mcp)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -62,6 +70,28 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(drop_oversized_request_id))
         .with_state(state)
+}
+
+/// `/mcp` answers for the caller the API's own authentication finds (a 401 with
+/// `WWW-Authenticate` when it finds none it accepts); the MCP server reads the
+/// [`crate::auth::Caller`] from the request's extensions.
+async fn authenticate_mcp(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // DNS rebinding: a page of another origin must not reach a local server.
+    if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !mcp::origin_allowed(origin, &state.config().mcp_allowed_origins) {
+            let message = format!("the origin {origin:?} may not call /mcp: add it to MCP_ALLOWED_ORIGINS");
+            return ApiError::new(StatusCode::FORBIDDEN, kind::FORBIDDEN_ORIGIN, message).into_response();
+        }
+    }
+    let (mut parts, body) = request.into_parts();
+    match Authenticated::from_request_parts(&mut parts, &state).await {
+        Ok(Authenticated(caller)) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A client's `x-request-id` that is too long or not visible ASCII is removed, so

@@ -19,8 +19,13 @@ pub async fn create_run(
     Authenticated(caller): Authenticated,
     ApiJson(submission): ApiJson<RunSubmission>,
 ) -> Result<Response, ApiError> {
-    let origin =
-        Origin { request_id: request_id(&headers), turn_id: None, client: caller.client, principal: caller.principal };
+    let origin = Origin {
+        request_id: request_id(&headers),
+        turn_id: None,
+        client: caller.client,
+        principal: caller.principal,
+        channel: "api",
+    };
     let run = state.runs().submit(submission, origin).await?;
     Ok(Json(run).into_response())
 }

@@ -19,7 +19,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -64,8 +64,10 @@ pub struct Oidc {
     admin: Option<(String, String)>,
     http: reqwest::Client,
     keys: tokio::sync::Mutex<KeyCache>,
-    /// `None` until the first fetch ended; then its outcome.
+    /// `None` until the first fetch ended; then the last one's outcome.
     status: Mutex<Option<Result<(), String>>>,
+    /// Whether keys were ever fetched (they are kept through an outage).
+    has_keys: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -95,6 +97,7 @@ impl Oidc {
             http,
             keys: tokio::sync::Mutex::new(KeyCache::default()),
             status: Mutex::new(None),
+            has_keys: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -111,22 +114,31 @@ impl Oidc {
             let healthy = {
                 let mut cache = self.keys.lock().await;
                 let old = cache.fetched_at.is_none_or(|at| at.elapsed() > JWKS_MAX_AGE);
-                if (old || self.readiness().is_err()) && cache.may_fetch() {
+                if (old || self.last_fetch_failed()) && cache.may_fetch() {
                     self.refresh(&mut cache).await.is_ok()
                 } else {
-                    self.readiness().is_ok()
+                    !self.last_fetch_failed()
                 }
             };
             tokio::time::sleep(if healthy { JWKS_MAX_AGE / 4 } else { RETRY_EVERY }).await;
         }
     }
 
-    /// `Err(why)` while the issuer's keys cannot be had.
+    /// `Err(why)` while the issuer's keys cannot be had. Keys fetched once keep the
+    /// service ready through a later outage: JWTs still verify with them.
     pub fn readiness(&self) -> Result<(), String> {
+        if self.has_keys.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         match &*self.status.lock().unwrap_or_else(|p| p.into_inner()) {
             None => Err(format!("fetching the keys of the OIDC issuer {}", self.issuer)),
             Some(outcome) => outcome.clone(),
         }
+    }
+
+    /// Whether the last fetch failed (for the background refresh to retry soon).
+    fn last_fetch_failed(&self) -> bool {
+        matches!(&*self.status.lock().unwrap_or_else(|p| p.into_inner()), Some(Err(_)))
     }
 
     /// Verifies a JWT: its algorithm, signature, issuer, audience and times.
@@ -177,17 +189,12 @@ impl Oidc {
     }
 
     /// The issuer's key for a JWT's `kid` (or its only key of the right type, without
-    /// one), fetching the keys when they are missing, old, or do not have it.
+    /// one), fetching the keys when there are none yet or they do not have it (old
+    /// keys are refreshed in the background, not on a request's time).
     async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, OidcError> {
         let mut cache = self.keys.lock().await;
-        let stale = cache.fetched_at.is_none_or(|at| at.elapsed() > JWKS_MAX_AGE);
-        if stale && cache.may_fetch() {
-            let outcome = self.refresh(&mut cache).await;
-            if let Err(why) = outcome
-                && cache.keys.is_empty()
-            {
-                return Err(OidcError::Unavailable(why));
-            }
+        if cache.keys.is_empty() && cache.may_fetch() {
+            self.refresh(&mut cache).await.map_err(OidcError::Unavailable)?;
         }
         if cache.keys.is_empty() && cache.fetched_at.is_none() {
             return Err(OidcError::Unavailable(self.readiness().err().unwrap_or_default()));
@@ -211,13 +218,15 @@ impl Oidc {
     /// Fetches the discovery document and the key set into `cache`, and records the
     /// outcome for `/readyz`.
     async fn refresh(&self, cache: &mut KeyCache) -> Result<(), String> {
-        cache.attempted_at = Some(Instant::now());
         let outcome = self.fetch_keys().await;
+        // From the fetch's end: a slow issuer is not asked again at once.
+        cache.attempted_at = Some(Instant::now());
         let status = match &outcome {
             Ok(keys) => {
                 tracing::info!(issuer = %self.issuer, keys = keys.len(), "fetched the OIDC issuer's keys");
                 cache.keys = keys.clone();
                 cache.fetched_at = Some(Instant::now());
+                self.has_keys.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(why) => {
@@ -279,11 +288,16 @@ impl KeyCache {
 /// The key with id `kid` (of a type `alg` can use), or without a `kid` the only
 /// such key.
 fn find<'a>(keys: &'a [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'a Jwk> {
+    // A signing key of the JWT's type: not one published for encryption, nor one
+    // whose own `alg` is another.
     let fits = |jwk: &&Jwk| {
-        matches!(
+        let for_signing = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+        let same_alg = jwk.common.key_algorithm.is_none_or(|a| a.to_string() == format!("{alg:?}"));
+        let same_type = matches!(
             (&jwk.algorithm, alg),
             (AlgorithmParameters::RSA(_), Algorithm::RS256) | (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
-        )
+        );
+        for_signing && same_alg && same_type
     };
     match kid {
         Some(kid) => keys.iter().filter(fits).find(|k| k.common.key_id.as_deref() == Some(kid)),

@@ -32,6 +32,9 @@ pub struct Credentials<'a> {
     pub client_id: Option<&'a str>,
     /// TRUSTED_PROXY_HEADER's value.
     pub proxy_user: Option<&'a [u8]>,
+    /// Whether that header came more than once (a proxy that appends rather than
+    /// overwrites would let the client choose the user): refused.
+    pub proxy_user_repeated: bool,
 }
 
 /// Who a request is from, and the key its runs are counted under for fairness
@@ -160,6 +163,9 @@ impl Auth {
         let principal = match credentials.authorization {
             Some(header) => self.bearer(header).await?,
             None => match (credentials.proxy_user, &inner.proxy_header) {
+                (Some(_), Some(_)) if trusted_peer && credentials.proxy_user_repeated => {
+                    return Err(Error::Unauthorized("the proxy's user header came more than once".into()));
+                }
                 (Some(user), Some(_)) if trusted_peer => proxy_principal(user, &inner.proxy_datasets)?,
                 _ => match &inner.anonymous {
                     Some(datasets) => Principal::anonymous(datasets.clone()),

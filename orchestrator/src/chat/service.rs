@@ -48,6 +48,11 @@ impl Chat {
         Chat { inner: Arc::new(Inner { runs, store, llm, llm_config, settings }) }
     }
 
+    /// Whether questions in words can be answered (a model is configured).
+    pub fn has_model(&self) -> bool {
+        self.inner.llm.is_some()
+    }
+
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
@@ -133,13 +138,13 @@ impl Chat {
             finished_at: None,
         };
         self.store().insert_turn(&turn).await?;
-        Ok(PreparedTurn { turn, thread, mode, body, client, principal })
+        Ok(PreparedTurn { turn, thread, mode, body, client, principal, channel: "chat" })
     }
 
     /// Runs a prepared turn to its end and records it.
     pub async fn run(&self, prepared: PreparedTurn, endpoint: &'static str, sink: ProgressSink) -> ChatResponse {
-        let PreparedTurn { turn, thread, mode, body, client, principal } = prepared;
-        let origin = Origin { request_id: None, turn_id: Some(turn.turn_id.clone()), client, principal };
+        let PreparedTurn { turn, thread, mode, body, client, principal, channel } = prepared;
+        let origin = Origin { request_id: None, turn_id: Some(turn.turn_id.clone()), client, principal, channel };
         let outcome = match mode {
             QueryMode::Sql => self.direct(&thread, origin, Query::Sql(body), &sink).await,
             QueryMode::Plan => match serde_json::from_str::<Value>(&body) {
@@ -245,7 +250,9 @@ impl Chat {
     /// A thread `principal` may see; another's is answered as one that does not exist.
     async fn own_thread(&self, thread_id: &str, principal: &Principal) -> Result<Thread, Error> {
         match self.store().thread(thread_id).await? {
-            Some(thread) if principal.may_see(thread.principal.as_deref()) => Ok(thread),
+            Some(thread) if principal.may_see(thread.principal.as_deref()) && principal.may_use(&thread.dataset_id) => {
+                Ok(thread)
+            }
             _ => Err(Error::ThreadNotFound(thread_id.to_string())),
         }
     }
@@ -276,7 +283,11 @@ impl Chat {
         let turn = self.store().turn(turn_id).await?.ok_or_else(|| Error::TurnNotFound(turn_id.to_string()))?;
         // A turn is its thread's: another's is answered as one that does not exist.
         let thread = self.store().thread(&turn.thread_id).await?;
-        if !principal.may_see(thread.as_ref().and_then(|t| t.principal.as_deref())) {
+        let visible = thread
+            .as_ref()
+            .is_some_and(|t| principal.may_see(t.principal.as_deref()) && principal.may_use(&t.dataset_id))
+            || (thread.is_none() && principal.may_see(None));
+        if !visible {
             return Err(Error::TurnNotFound(turn_id.to_string()));
         }
         let runs = self.store().runs_of_turn(turn_id).await?;
@@ -298,7 +309,9 @@ impl Chat {
     /// `GET /threads`: one's own threads (everyone's: `all`, for the admin), most
     /// recently updated first.
     pub async fn threads(&self, limit: usize, principal: &Principal, all: bool) -> Result<Vec<Thread>, Error> {
-        Ok(self.store().threads(limit, principal.list_scope(all)?).await?)
+        let mut threads = self.store().threads(limit, principal.list_scope(all)?).await?;
+        threads.retain(|thread| principal.may_use(&thread.dataset_id));
+        Ok(threads)
     }
 
     /// `DELETE /threads/{id}`: the thread and its turns (its runs stay, as runs).

@@ -159,6 +159,8 @@ pub struct PreparedTurn {
     pub client: Option<String>,
     /// Who asked: the turn's runs are theirs.
     pub principal: Principal,
+    /// Where the turn was asked: `chat` (the HTTP routes) or `mcp` (the `ask` tool).
+    pub channel: &'static str,
 }
 
 /// `SQL: …` and `PLAN: …` (any case, leading blanks allowed) skip the model.

@@ -167,6 +167,7 @@ impl Runs {
             timings: Timings::default(),
             principal: Some(origin.principal.subject.clone()),
             token_id: origin.principal.token_id.clone(),
+            origin: Some(origin.channel.to_string()),
         };
 
         // The SQL to check: as sent, or compiled from the plan.
@@ -271,11 +272,11 @@ impl Runs {
         );
     }
 
-    /// `GET /runs/{id}` (and its export): a run `principal` may see. Another's is
-    /// answered as one that does not exist.
+    /// `GET /runs/{id}` (and its export): a run `principal` may see, on a dataset it
+    /// may use. Another's is answered as one that does not exist.
     pub async fn get(&self, run_id: &str, principal: &Principal) -> Result<Run, Error> {
         match self.store().get(run_id).await? {
-            Some(run) if principal.may_see(run.principal.as_deref()) => Ok(run),
+            Some(run) if principal.may_see(run.principal.as_deref()) && principal.may_use(&run.dataset_id) => Ok(run),
             _ => Err(Error::RunNotFound(run_id.to_string())),
         }
     }
@@ -288,7 +289,11 @@ impl Runs {
             return Err(Error::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
         }
         let owner = principal.list_scope(all)?;
-        Ok(self.store().list(limit, owner).await?)
+        // A run on a dataset no longer granted (a narrower token of the same subject)
+        // is not shown, as everywhere.
+        let mut runs = self.store().list(limit, owner).await?;
+        runs.retain(|run| principal.may_use(&run.dataset_id));
+        Ok(runs)
     }
 }
 

@@ -66,4 +66,6 @@ pub struct Origin {
     pub client: Option<String>,
     /// Who asked: the run is theirs, on a dataset they may use.
     pub principal: Principal,
+    /// Where: `api`, `chat` or `mcp`, recorded with the run.
+    pub channel: &'static str,
 }

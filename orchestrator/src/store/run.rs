@@ -180,6 +180,9 @@ pub struct Run {
     pub principal: Option<String>,
     /// The id of the token it was made with, if any (never the secret).
     pub token_id: Option<String>,
+    /// Where it was asked: `api` (`POST /runs`), `chat` or `mcp` (`None`: recorded
+    /// before this was).
+    pub origin: Option<String>,
 }
 
 impl Run {
@@ -208,6 +211,7 @@ impl Run {
             timings: Timings::default(),
             principal: Some("local".into()),
             token_id: None,
+            origin: Some("api".into()),
         }
     }
 
@@ -280,6 +284,7 @@ struct Details<'a> {
     turn_id: Option<&'a str>,
     principal: Option<&'a str>,
     token_id: Option<&'a str>,
+    origin: Option<&'a str>,
     created_at: &'a str,
     started_at: Option<&'a str>,
     finished_at: Option<&'a str>,
@@ -307,6 +312,7 @@ impl Serialize for Run {
             turn_id: self.turn_id.as_deref(),
             principal: self.principal.as_deref(),
             token_id: self.token_id.as_deref(),
+            origin: self.origin.as_deref(),
             created_at: &self.created_at,
             started_at: self.started_at.as_deref(),
             finished_at: self.finished_at.as_deref(),
@@ -330,7 +336,7 @@ pub struct RunSummary<'a>(&'a Run);
 impl Serialize for RunSummary<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
-        let mut s = serializer.serialize_struct("RunSummary", 12)?;
+        let mut s = serializer.serialize_struct("RunSummary", 14)?;
         s.serialize_field("run_id", &r.run_id)?;
         s.serialize_field("status", &r.status)?;
         s.serialize_field("dataset_id", &r.dataset_id)?;
@@ -341,6 +347,7 @@ impl Serialize for RunSummary<'_> {
         s.serialize_field("sandbox_provider", &r.sandbox_provider)?;
         s.serialize_field("job_name", &r.job_name)?;
         s.serialize_field("turn_id", &r.turn_id)?;
+        s.serialize_field("origin", &r.origin)?;
         s.serialize_field("created_at", &r.created_at)?;
         s.serialize_field("finished_at", &r.finished_at)?;
         s.serialize_field("total_ms", &r.timings.total_ms)?;

@@ -117,6 +117,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at    TEXT,
         revoked_at    TEXT
     );",
+    // 5: where a run was asked (api, chat, mcp)
+    "ALTER TABLE runs ADD COLUMN origin TEXT;",
 ];
 
 /// The SQLite store. Clones share one connection; calls run on tokio's blocking pool.
@@ -260,9 +262,9 @@ impl SqliteStore {
                 "INSERT INTO runs (run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes,
                    sql_truncated, sql_sha256, plan_json, tables_json, result_json, error_type, error_message,
                    sandbox_provider, job_name, request_id, turn_id, created_at, started_at, finished_at,
-                   queued_ms, run_ms, total_ms, principal, token_id)
+                   queued_ms, run_ms, total_ms, principal, token_id, origin)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                   ?21, ?22, ?23, ?24, ?25, ?26)",
+                   ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
                 params![
                     row.run.run_id,
                     row.run.status.as_str(),
@@ -290,6 +292,7 @@ impl SqliteStore {
                     row.run.timings.total_ms,
                     row.run.principal,
                     row.run.token_id,
+                    row.run.origin,
                 ],
             )
             .map(|_| ())
@@ -659,7 +662,7 @@ impl Store for SqliteStore {
 
 const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
     sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
-    created_at, started_at, finished_at, queued_ms, run_ms, total_ms, principal, token_id";
+    created_at, started_at, finished_at, queued_ms, run_ms, total_ms, principal, token_id, origin";
 
 const TOKEN_COLUMNS: &str =
     "token_id, subject, datasets_json, admin, secret_sha256, created_at, expires_at, revoked_at";
@@ -726,7 +729,7 @@ fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
         },
         plan: json(row, 9)?,
         tables: json(row, 10)?.unwrap_or_default(),
-        result: if with_result { json(row, 25)? } else { None },
+        result: if with_result { json(row, 26)? } else { None },
         error,
         sandbox_provider: row.get(13)?,
         job_name: row.get(14)?,
@@ -738,6 +741,7 @@ fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
         timings: Timings { queued_ms: row.get(20)?, run_ms: row.get(21)?, total_ms: row.get(22)? },
         principal: row.get(23)?,
         token_id: row.get(24)?,
+        origin: row.get(25)?,
     })
 }
 

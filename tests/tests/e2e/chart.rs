@@ -239,6 +239,8 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "--set",
         "auth.adminToken.existingSecret=csv-analyst-admin",
         "--set",
+        "auth.anonymous=deny",
+        "--set",
         "probes.port=9090",
     ]);
     validate_strictly(&yaml);
@@ -403,11 +405,23 @@ fn chart_refuses_an_ingress_nobody_authenticates_at() {
         assert!(text.contains(named), "the message names {named}: {text}");
     }
 
+    // Auth on but anonymous querying left on is still an open ingress.
+    let (ok, text) = helm.run(&[
+        "template",
+        "x",
+        "./helm/csv-analyst-chat",
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "auth.adminToken.existingSecret=s",
+    ]);
+    assert!(!ok && text.contains("auth.anonymous=run lets anyone"), "{text}");
+
     let auths: [&[&str]; 4] = [
         &["auth.allowUnauthenticatedIngress=true"],
-        &["auth.adminToken.existingSecret=s"],
-        &["auth.oidc.issuer=https://id.example.com", "auth.oidc.audience=csv-analyst"],
-        &["auth.trustedProxyHeader=X-Forwarded-User", "auth.trustedProxies={10.42.0.0/16}"],
+        &["auth.adminToken.existingSecret=s", "auth.anonymous=deny"],
+        &["auth.oidc.issuer=https://id.example.com", "auth.oidc.audience=csv-analyst", "auth.anonymous=deny"],
+        &["auth.trustedProxyHeader=X-Forwarded-User", "auth.trustedProxies={10.42.0.0/16}", "auth.anonymous=deny"],
     ];
     for auth in auths {
         let mut args = vec!["--set", "ingress.enabled=true"];

@@ -17,4 +17,5 @@ mod images;
 mod k8s;
 mod layers;
 mod llm_client;
+mod mcp;
 mod support;
