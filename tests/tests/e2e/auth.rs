@@ -200,12 +200,21 @@ async fn tokens_grant_datasets_and_own_their_runs_threads_and_exports() {
     assert_eq!(get_as(&server, "/threads", Some(&alice)).await.1["threads"].as_array().unwrap().len(), 1);
     assert!(get_as(&server, "/threads", Some(&bob)).await.1["threads"].as_array().unwrap().is_empty());
 
+    // A narrower token of the same subject (a script's, say) sees none of alice's
+    // records on datasets it is not granted: grants bound records too.
+    let (narrow, _) = mint(&server, json!({"subject": "alice", "datasets": ["ecommerce"]})).await;
+    for path in [format!("/runs/{run_id}"), format!("/runs/{run_id}/result.csv"), format!("/chat/turns/{turn_id}")] {
+        assert_eq!(get_as(&server, &path, Some(&narrow)).await.0, 404, "{path}");
+    }
+    assert!(listed(&get_as(&server, "/runs", Some(&narrow)).await.1).is_empty());
+    assert!(get_as(&server, "/threads", Some(&narrow)).await.1["threads"].as_array().unwrap().is_empty());
+
     // The list of tokens shows no secret and no hash.
     let (status, tokens) = get_as(&server, "/admin/tokens", Some(ADMIN)).await;
     assert_eq!(status, 200);
     let text = tokens.to_string();
     assert!(!text.contains(&alice[20..]) && !text.contains("sha256"), "{text}");
-    assert_eq!(tokens["tokens"].as_array().unwrap().len(), 2);
+    assert_eq!(tokens["tokens"].as_array().unwrap().len(), 3);
     assert_eq!(get_as(&server, "/admin/tokens", Some(&alice)).await.0, 403);
 
     // Revocation is effective at once; an expired token is refused as such.
@@ -354,6 +363,16 @@ async fn a_trusted_proxy_names_the_user_and_an_untrusted_one_is_ignored() {
     assert_eq!(body["datasets"], json!(["support"]));
     let (status, body) = me(&trusted, "anonymous").await;
     assert_eq!((status, error_type(&body)), (401, "UNAUTHORIZED"), "a proxy cannot name a reserved subject");
+    // A proxy that appends the header rather than replacing it would let the client
+    // choose the user: two values are refused.
+    let response = client()
+        .get(format!("{}/me", trusted.url))
+        .header("x-forwarded-user", "mallory")
+        .header("x-forwarded-user", "carol")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 
     let untrusted = TestServer::start(|c| {
         c.auth.trusted_proxies = vec!["10.0.0.0/8".into()];
