@@ -169,6 +169,29 @@ pub struct Config {
     /// always allowed; requests without an `Origin` (non-browser clients) are too.
     #[arg(long, env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
     pub mcp_allowed_origins: Vec<String>,
+
+    /// Single-user mode only (no auth configured): host names requests may be
+    /// addressed to besides IP addresses, `localhost` and `*.localhost`
+    /// (comma-separated; `*`: any). Any other `Host` is 403, so a web page that
+    /// rebinds its own name to this machine's address cannot use the service.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', global = true)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Whether a request's `Host` (a name, or an address, with or without a port) is one
+/// a single-user service answers: an IP address, `localhost`, `*.localhost`, or one
+/// of `allowed` (`*`: any).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.iter().any(|a| a.trim() == "*" || a.trim().trim_end_matches('.').eq_ignore_ascii_case(&name))
 }
 
 /// What a request without a token may do, when auth is configured.
@@ -664,5 +687,17 @@ mod tests {
             Config::from_args(["--probe-listen-addr", "127.0.0.1:9000", "--max-connections-per-address", "0"]).unwrap();
         assert_eq!(parsed.probe_listen_addr, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(parsed.max_connections_per_address, 0);
+    }
+
+    #[test]
+    fn only_addresses_localhost_and_listed_names_are_hosts_of_a_single_user_service() {
+        let allowed = vec!["csv.internal".to_string()];
+        for ok in ["127.0.0.1:8000", "10.1.2.3", "[::1]:8000", "localhost:8000", "app.localhost", "CSV.internal:80"] {
+            assert!(host_allowed(ok, &allowed), "{ok}");
+        }
+        for refused in ["evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io", "csv.internal.evil"] {
+            assert!(!host_allowed(refused, &allowed), "{refused}");
+        }
+        assert!(host_allowed("anything.example", &["*".to_string()]));
     }
 }

@@ -25,6 +25,10 @@ pub mod kind {
     pub const CONNECTION_LIMIT: &str = "CONNECTION_LIMIT";
     /// A browser page of an origin not allowed to call `/mcp`.
     pub const FORBIDDEN_ORIGIN: &str = "FORBIDDEN_ORIGIN";
+    /// `/mcp` without an `Accept` that allows its answers.
+    pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
+    /// A single-user service addressed by a name it does not know (DNS rebinding).
+    pub const FORBIDDEN_HOST: &str = "FORBIDDEN_HOST";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,9 @@
 //! the layers (request ids, tracing, body limit, request metrics).
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -55,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(within_connection_scope))
+        .layer(middleware::from_fn_with_state(state.clone(), time_out_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), known_hosts_only))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -86,12 +89,101 @@ async fn authenticate_mcp(State(state): State<AppState>, request: Request, next:
     }
     let (mut parts, body) = request.into_parts();
     match Authenticated::from_request_parts(&mut parts, &state).await {
-        Ok(Authenticated(caller)) => {
-            parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, body)).await
+        Ok(Authenticated(caller)) => parts.extensions.insert(caller),
+        Err(error) => return error.into_response(),
+    };
+    // A POST body is read here, whole and bounded: one cut short, too large, not JSON
+    // or a batch is a 4xx in the service's shape before the MCP layer sees it.
+    let body = if parts.method == Method::POST {
+        let bytes = match axum::body::to_bytes(body, state.config().max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(e) if crate::error::chain(&e).contains("length limit") => {
+                let message =
+                    format!("the request body is larger than MAX_BODY_BYTES={}", state.config().max_body_bytes);
+                return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, kind::PAYLOAD_TOO_LARGE, message).into_response();
+            }
+            Err(e) => {
+                let message = format!("the request body could not be read: {}", crate::error::chain(&e));
+                return ApiError::bad_request(message).into_response();
+            }
+        };
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Err(e) => {
+                let message = format!("the body is not valid JSON: {e}");
+                return ApiError::new(StatusCode::BAD_REQUEST, kind::INVALID_JSON, message).into_response();
+            }
+            Ok(serde_json::Value::Array(_)) => {
+                return ApiError::bad_request(
+                    "JSON-RPC batches are not accepted (MCP removed them in 2025-06-18): send one message a request",
+                )
+                .into_response();
+            }
+            Ok(_) => Body::from(bytes),
         }
-        Err(error) => error.into_response(),
+    } else {
+        body
+    };
+    as_json_error(next.run(Request::from_parts(parts, body)).await).await
+}
+
+/// The MCP layer's own HTTP refusals (405, 406, 415, 403 …) come as plain text:
+/// given the service's `{"error": {"type", "message"}}` shape, like every other
+/// route's. JSON answers (JSON-RPC errors included) pass as they are.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_string();
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => kind::METHOD_NOT_ALLOWED,
+        StatusCode::NOT_ACCEPTABLE => kind::NOT_ACCEPTABLE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => kind::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::PAYLOAD_TOO_LARGE => kind::PAYLOAD_TOO_LARGE,
+        StatusCode::FORBIDDEN => kind::FORBIDDEN_ORIGIN,
+        StatusCode::NOT_FOUND => kind::NOT_FOUND,
+        s if s.is_server_error() => "INTERNAL",
+        _ => kind::INVALID_REQUEST,
+    };
+    let message = if message.is_empty() { status.to_string() } else { message };
+    ApiError::new(status, kind, message).into_response()
+}
+
+/// DNS rebinding: in single-user mode (no credentials to steal, every request the
+/// local user) a request addressed to a name that is not this machine's
+/// ([`crate::config::host_allowed`]: an IP address, `localhost`, ALLOWED_HOSTS) is
+/// 403 — a page of `evil.example` rebound to 127.0.0.1 reaches the port, but under
+/// its own name. The probes answer whatever the name (kubelets use the pod's address).
+/// With auth on, a request needs credentials a rebinding page does not have.
+async fn known_hosts_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.auth().enabled() || PROBE_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let host = request.headers().get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    match host {
+        Some(host) if !crate::config::host_allowed(host, &state.config().allowed_hosts) => {
+            let message = format!(
+                "this single-user service answers requests addressed to an IP address or localhost, not {host:?}: \
+                 add the name to ALLOWED_HOSTS, or turn auth on"
+            );
+            ApiError::new(StatusCode::FORBIDDEN, kind::FORBIDDEN_HOST, message).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// A client must keep sending its body: a pause between two pieces longer than
+/// HTTP_HEADER_TIMEOUT_SECONDS ends the request (400), so a half-sent body cannot
+/// hold a connection and a handler forever.
+async fn time_out_bodies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timeout = std::time::Duration::from_secs_f64(state.config().http_header_timeout_seconds);
+    next.run(request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(timeout, body)))).await
 }
 
 /// A client's `x-request-id` that is too long or not visible ASCII is removed, so

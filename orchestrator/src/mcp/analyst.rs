@@ -145,8 +145,15 @@ impl Analyst {
             .ok_or_else(|| McpError::internal_error("the request carries no authenticated caller", None))
     }
 
-    fn origin(caller: Caller) -> Origin {
-        Origin { request_id: None, turn_id: None, client: caller.client, principal: caller.principal, channel: "mcp" }
+    /// Who asked, with the HTTP request's id (none over stdio).
+    fn origin(caller: Caller, context: &RequestContext<RoleServer>) -> Origin {
+        let request_id = context
+            .extensions
+            .get::<Parts>()
+            .and_then(|parts| parts.headers.get("x-request-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Origin { request_id, turn_id: None, client: caller.client, principal: caller.principal, channel: "mcp" }
     }
 
     #[tool(
@@ -219,7 +226,7 @@ impl Analyst {
         if args.sql.trim().is_empty() {
             return Ok(tool_error("INVALID_REQUEST: sql must not be empty"));
         }
-        self.run(&args.dataset_id, Query::Sql(args.sql), args.max_rows, caller).await
+        self.run(&args.dataset_id, Query::Sql(args.sql), args.max_rows, Self::origin(caller, &context)).await
     }
 
     #[tool(
@@ -236,7 +243,7 @@ impl Analyst {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let caller = self.caller(&context)?;
-        self.run(&args.dataset_id, Query::Plan(args.plan), None, caller).await
+        self.run(&args.dataset_id, Query::Plan(args.plan), None, Self::origin(caller, &context)).await
     }
 
     #[tool(
@@ -294,13 +301,13 @@ impl Analyst {
         dataset_id: &str,
         query: Query,
         max_rows: Option<u64>,
-        caller: Caller,
+        origin: Origin,
     ) -> Result<CallToolResult, McpError> {
         let limits = match self.runs.limits(max_rows, None) {
             Ok(limits) => limits,
             Err(e) => return Ok(error_result(&e)),
         };
-        match self.runs.execute(dataset_id, query, limits, Self::origin(caller)).await {
+        match self.runs.execute(dataset_id, query, limits, origin).await {
             Ok(run) => Ok(run_result(&run)),
             Err(e) => Ok(error_result(&e)),
         }

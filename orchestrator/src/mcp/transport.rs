@@ -15,7 +15,14 @@ use crate::chat::Chat;
 use crate::runs::Runs;
 
 /// Browser origins always allowed: a page on this machine.
-pub const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+pub const LOOPBACK_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
 
 /// The `/mcp` service. Every request gets a fresh [`Analyst`] answering for the
 /// caller the edge put in the request's extensions. A request whose `Origin` is not

@@ -88,6 +88,23 @@ async fn without_auth_every_request_is_the_local_user_and_tokens_are_not_offered
     assert_eq!((status, error_type(&body)), (404, "AUTH_NOT_CONFIGURED"), "{body}");
     let (status, run) = run_as(&server, None, "support", "SELECT 1 AS x").await;
     assert_eq!((status, run["details"]["principal"].as_str()), (200, Some("local")));
+
+    // DNS rebinding: a page of evil.example rebound to 127.0.0.1 reaches the port under
+    // its own name, and gets nothing; the probes answer whatever the name.
+    let as_host = |path: &str, host: &str| client().get(format!("{}{path}", server.url)).header("host", host).send();
+    let response = as_host("/runs", "evil.example:8000").await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(error_type(&response.json::<Value>().await.unwrap()), "FORBIDDEN_HOST");
+    assert_eq!(as_host("/healthz", "evil.example").await.unwrap().status(), 200);
+    assert_eq!(as_host("/runs", "localhost:8000").await.unwrap().status(), 200);
+    let named = TestServer::start(|c| c.allowed_hosts = vec!["csv.internal".into()]).await;
+    let response = client().get(format!("{}/runs", named.url)).header("host", "csv.internal").send().await.unwrap();
+    assert_eq!(response.status(), 200, "a name in ALLOWED_HOSTS");
+    // With auth on, a request needs credentials a rebinding page does not have: not checked.
+    let with_auth = with_admin(|_| {}).await;
+    let response =
+        client().get(format!("{}/me", with_auth.url)).header("host", "csv.example.com").send().await.unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

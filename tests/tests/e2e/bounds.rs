@@ -295,14 +295,14 @@ async fn odd_paths_methods_and_request_ids_get_json_errors_and_bounded_labels() 
         let _ = stream.read_to_string(&mut text);
         text
     };
-    let response = raw("GET /runs/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let response = raw("GET /runs/%FF%FE HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("content-type: application/json"), "{response}");
     assert!(response.contains("\"INVALID_REQUEST\""), "{response}");
 
     // Made-up methods are counted as `other`, not as a new series each.
     for method in ["FOO", "BAR", "BAZ"] {
-        let response = raw(&format!("{method} /runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        let response = raw(&format!("{method} /runs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
         assert!(response.starts_with("HTTP/1.1 405"), "{response}");
     }
     let (_, metrics) = server.get("/metrics").await;

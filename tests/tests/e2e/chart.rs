@@ -223,6 +223,10 @@ fn chart_renders_with_defaults_and_creates_its_secret() {
         "server-sent events pass unbuffered"
     );
     assert!(docs.iter().all(|d| d["kind"] != "PersistentVolumeClaim"));
+    // A single-user service answers its ingress's name (and refuses others: DNS rebinding).
+    let env = container_env(&docs);
+    let allowed = env.iter().find(|e| e["name"] == "ALLOWED_HOSTS").expect("ALLOWED_HOSTS with an ingress");
+    assert_eq!(allowed["value"], "csv-analyst.local");
 
     // A local OpenAI-compatible server, reachable only on its own range and port.
     let yaml = helm.template(&[

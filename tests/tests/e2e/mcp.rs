@@ -266,17 +266,38 @@ async fn mcp_over_http_answers_with_the_tokens_grants_and_refuses_what_it_must()
     // SQL over the body limit: 413 before anything runs.
     let huge = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                       "params": {"name": "run_sql", "arguments": {"dataset_id": "support", "sql": format!("SELECT '{}'", "x".repeat(300_000))}}});
-    let (status, _, _) = post_mcp(&service.url, Some(&alice), None, huge).await;
-    assert_eq!(status, 413);
-    // A JSON-RPC batch of 100 calls: refused or answered, never a 5xx; the service goes on.
+    let (status, body, _) = post_mcp(&service.url, Some(&alice), None, huge).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (413, Some("PAYLOAD_TOO_LARGE")), "{body}");
+    // A JSON-RPC batch of 100 calls: refused (MCP dropped batches), nothing run.
     let batch: Vec<Value> = (0..100)
         .map(|i| {
             json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                        "params": {"name": "run_sql", "arguments": {"dataset_id": "support", "sql": "SELECT 1"}}})
+                   "params": {"name": "run_sql", "arguments": {"dataset_id": "support", "sql": "SELECT 1"}}})
         })
         .collect();
     let (status, body, _) = post_mcp(&service.url, Some(&alice), None, json!(batch)).await;
-    assert!((200..500).contains(&status), "{status}: {body}");
+    assert_eq!((status, body["error"]["type"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+    // HTTP misuse gets the service's JSON errors, never plain text or a 5xx.
+    let raw = |method: reqwest::Method, accept: &str, content_type: &str, body: String| {
+        client()
+            .request(method, format!("{}/mcp", service.url))
+            .bearer_auth(&alice)
+            .header("accept", accept)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let both = "application/json, text/event-stream";
+    for (request, status, kind) in [
+        (raw(reqwest::Method::GET, both, "application/json", String::new()), 405, "METHOD_NOT_ALLOWED"),
+        (raw(reqwest::Method::POST, both, "application/json", "{not json".into()), 400, "INVALID_JSON"),
+        (raw(reqwest::Method::POST, "text/html", "application/json", list.to_string()), 406, "NOT_ACCEPTABLE"),
+        (raw(reqwest::Method::POST, both, "text/plain", list.to_string()), 415, "UNSUPPORTED_MEDIA_TYPE"),
+    ] {
+        let response = request.send().await.unwrap();
+        let got = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!((got, body["error"]["type"].as_str()), (status, Some(kind)), "{body}");
+    }
     assert_eq!(client().get(format!("{}/healthz", service.url)).send().await.unwrap().status(), 200);
 }
 
@@ -312,4 +333,25 @@ async fn mcp_over_stdio_is_the_local_user_and_negotiates_the_newest_revision() {
     assert_eq!(ask["text"], format!("There are {} tickets.", ticket_count()));
     assert_eq!(ask["structured"]["result"]["rows"], json!([[ticket_count()]]), "{ask}");
     assert_eq!(ask["structured"]["details"]["sql"], count);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_sent_body_is_timed_out_not_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = crate::support::TestServer::start(|c| c.http_header_timeout_seconds = 1.0).await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    for path in ["/runs", "/mcp"] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"dataset_id\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok(), "{path}: the connection was held past the body timeout");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("\"type\":\"INVALID_REQUEST\""), "{path}: {answer}");
+    }
 }
