@@ -328,14 +328,18 @@ pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("TRUSTED_PROXIES: {text:?} is not a CIDR such as 10.0.0.0/8"))
 }
 
+/// Whether a URL's host is this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An issuer must be https, or http on a loopback address (tests, a local issuer).
 fn check_issuer_url(issuer: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(issuer).map_err(|e| format!("OIDC_ISSUER {issuer:?} is not a URL: {e}"))?;
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
         _ => Err(format!("OIDC_ISSUER must be an https URL (http only on a loopback address): {issuer}")),
     }
 }

@@ -310,10 +310,7 @@ fn find<'a>(keys: &'a [Jwk], kid: Option<&str>, alg: Algorithm) -> Option<&'a Jw
 }
 
 fn is_loopback(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| {
-        let host = u.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    })
+    reqwest::Url::parse(url).is_ok_and(|u| crate::config::is_loopback(&u))
 }
 
 /// Why `jsonwebtoken` refused a JWT, in words that name the claim.

@@ -1,13 +1,10 @@
 //! The orchestrator over real HTTP on loopback, with the embedded local sandbox.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    Csv, TestServer, cache_dir, client, datasets_dir, foreign_corpora, wait_until_ready, workspace_binary,
-};
+use crate::support::{BinaryService, Csv, TestServer, client, datasets_dir, foreign_corpora};
 
 fn seed() -> Value {
     json!({"dataset_id": "support", "query_type": "sql", "sql": "SELECT COUNT(*) AS ticket_count FROM tickets"})
@@ -418,52 +415,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// The real binary, for signals.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Process {
-    fn start(store: &std::path::Path, extra: &[(&str, &str)]) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = Command::new(workspace_binary("orchestrator"));
-        command
-            // The settings below and defaults for the rest: nothing inherited.
-            .env_clear()
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATASETS_DIR", datasets_dir())
-            .env("RUN_STORE_PATH", store.join("runs.sqlite"))
-            .env("RUNNER_CACHE_DIR", cache_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        Process { child: command.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }
-    }
-
-    async fn wait_ready(&self) {
-        wait_until_ready(&self.url).await;
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_runs_before_exiting() {
     let store = tempfile::tempdir().unwrap();
-    let process = Process::start(store.path(), &[("RUN_TIMEOUT_SECONDS", "2")]);
+    let process = BinaryService::start(store.path(), &[("RUN_TIMEOUT_SECONDS", "2")]);
     process.wait_ready().await;
     let url = process.url.clone();
     let in_flight = tokio::spawn(async move {
@@ -476,7 +431,7 @@ async fn sigterm_finishes_in_flight_runs_before_exiting() {
     assert_eq!(body["status"], "timed_out", "the in-flight run got its answer: {body}");
     let status = tokio::task::spawn_blocking(move || {
         let mut process = process;
-        process.child.wait().unwrap()
+        process.wait()
     })
     .await
     .unwrap();
@@ -486,7 +441,7 @@ async fn sigterm_finishes_in_flight_runs_before_exiting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_mid_run_leaves_the_run_marked_interrupted() {
     let store = tempfile::tempdir().unwrap();
-    let process = Process::start(store.path(), &[("RUN_TIMEOUT_SECONDS", "30")]);
+    let process = BinaryService::start(store.path(), &[("RUN_TIMEOUT_SECONDS", "30")]);
     process.wait_ready().await;
     let url = process.url.clone();
     let in_flight = tokio::spawn(async move {
@@ -506,7 +461,7 @@ async fn a_crash_mid_run_leaves_the_run_marked_interrupted() {
     assert!(in_flight.await.unwrap().is_err(), "the connection died with the process");
     drop(process);
 
-    let restarted = Process::start(store.path(), &[]);
+    let restarted = BinaryService::start(store.path(), &[]);
     restarted.wait_ready().await;
     let record: Value =
         client().get(format!("{}/runs/{run_id}", restarted.url)).send().await.unwrap().json().await.unwrap();

@@ -3,46 +3,16 @@
 //! HTTP with a token's grants, and over stdio as a desktop client starts it. The
 //! client script is tests/mcp/client.py; it prints what it saw and this checks it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    Csv, cache_dir, client, datasets_dir, require_tool, wait_until_ready, workspace, workspace_binary,
+    BinaryService, Csv, cache_dir, client, datasets_dir, require_tool, wait_until_ready, workspace, workspace_binary,
 };
 
 const ADMIN: &str = "admin-token-of-the-mcp-tests-0123456789";
-
-/// The orchestrator binary serving on a free loopback port.
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    fn start(store: &std::path::Path, extra: &[(&str, &str)]) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = Command::new(workspace_binary("orchestrator"));
-        command
-            .env_clear()
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATASETS_DIR", datasets_dir())
-            .env("RUN_STORE_PATH", store.join("runs.sqlite"))
-            .env("RUNNER_CACHE_DIR", cache_dir())
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Service { child: command.spawn().unwrap(), url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs tests/mcp/client.py with `args` (and `env`), and returns its report.
 fn python_client(args: &[&str], env: &[(&str, String)]) -> Option<Value> {
@@ -188,7 +158,7 @@ async fn post_mcp(url: &str, token: Option<&str>, origin: Option<&str>, body: Va
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_over_http_answers_with_the_tokens_grants_and_refuses_what_it_must() {
     let store = tempfile::tempdir().unwrap();
-    let service = Service::start(
+    let service = BinaryService::start(
         store.path(),
         &[
             ("ADMIN_TOKEN", ADMIN),

@@ -393,3 +393,54 @@ pub fn validate_strictly(yaml: &str) {
     let passed = output.status.success() && report.contains("passed") && !report.contains("ERROR");
     assert!(passed, "strict validation failed:\n{report}");
 }
+
+/// The real orchestrator binary serving on a free loopback port, with the test's
+/// settings and defaults for the rest (nothing inherited from the environment);
+/// killed when dropped. For signals, crashes and clients that start processes.
+pub struct BinaryService {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl BinaryService {
+    pub fn start(store: &Path, extra: &[(&str, &str)]) -> BinaryService {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(workspace_binary("orchestrator"))
+            .env_clear()
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATASETS_DIR", datasets_dir())
+            .env("RUN_STORE_PATH", store.join("runs.sqlite"))
+            .env("RUNNER_CACHE_DIR", cache_dir())
+            .envs(extra.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        BinaryService { child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_until_ready(&self.url).await;
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for BinaryService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
