@@ -136,6 +136,13 @@ fn client_from(source: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// `csv_analyst_connections_refused_total{reason}` as the probe listener reports it.
+async fn refused_for(client: &reqwest::Client, probes: &str, reason: &str) -> u64 {
+    let metrics = client.get(format!("{probes}/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("csv_analyst_connections_refused_total{{reason=\"{reason}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.parse().unwrap())
+}
+
 /// `GET url` answers `code` within a second.
 async fn answers_fast(client: &reqwest::Client, url: &str, code: u16) -> Value {
     let started = Instant::now();
@@ -187,7 +194,13 @@ async fn a_wave_of_half_requests_cannot_silence_the_probes_or_other_addresses() 
             wave.push(half_request_from(source, &address).await);
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server accepts them in its own time (a busy machine may take a while): wait
+    // until it has refused one for the global budget, so every slot is taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused_for(&here, &probes, "connection_limit").await == 0 {
+        assert!(Instant::now() < deadline, "the wave never filled MAX_CONNECTIONS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     answers_fast(&here, &format!("{probes}/healthz"), 200).await;
     answers_fast(&here, &format!("{probes}/readyz"), 200).await;
     answers_fast(&other, &format!("{}/healthz", server.url), 200).await;
@@ -202,13 +215,8 @@ async fn a_wave_of_half_requests_cannot_silence_the_probes_or_other_addresses() 
     let body = answers_fast(&here, &format!("{probes}/datasets"), 404).await;
     assert_eq!(body["error"]["type"], "NOT_FOUND");
 
-    let metrics = answers_fast(&here, &format!("{probes}/metrics"), 200).await;
-    let metrics = metrics.as_str().unwrap();
-    let refused = |reason: &str| -> u64 {
-        let prefix = format!("csv_analyst_connections_refused_total{{reason=\"{reason}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.parse().unwrap())
-    };
-    assert!(refused("address_limit") >= 12, "{metrics}");
+    answers_fast(&here, &format!("{probes}/metrics"), 200).await;
+    assert!(refused_for(&here, &probes, "address_limit").await >= 12);
 
     // Once the wave goes, the main listener serves everything again.
     drop(wave);
