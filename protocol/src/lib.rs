@@ -14,7 +14,7 @@ pub mod registry;
 mod request;
 mod result;
 
-pub use request::{ColumnDecl, ColumnType, RunRequest, TableFile, defaults};
+pub use request::{ColumnDecl, ColumnType, RequestKind, RunRequest, TableFile, defaults, describe_limits};
 pub use result::{ErrorType, RunError, RunResult, RunStats, RunStatus};
 
 /// The directory the dataset is mounted at inside the sandbox (and inside the

@@ -12,12 +12,43 @@ pub mod defaults {
     pub const MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 }
 
+/// What a [`RequestKind::Describe`] accepts of a file before the service keeps it.
+pub mod describe_limits {
+    /// Columns in one table at most.
+    pub const MAX_COLUMNS: usize = 1000;
+    /// Bytes in one column name at most.
+    pub const MAX_COLUMN_NAME_BYTES: usize = 256;
+}
+
+/// What the guest is asked to do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// Run `sql` and answer its rows.
+    #[default]
+    Query,
+    /// Read every table whole (every row parsed as its schema: the file is checked
+    /// end to end) and answer one row per column: `table`, `column`, `type` (the
+    /// registry's type name), `row_count`. `sql` is ignored. The service types an
+    /// uploaded file this way, inside the sandbox, before it keeps it.
+    Describe,
+}
+
+impl RequestKind {
+    fn is_query(&self) -> bool {
+        *self == RequestKind::Query
+    }
+}
+
 /// One query to run over one dataset.
 ///
 /// The limits default to [`defaults`] when absent, so `{"dataset_id", "files", "sql"}`
 /// is a complete request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRequest {
+    /// A query (the default, and absent from the JSON) or a description.
+    #[serde(default, skip_serializing_if = "RequestKind::is_query")]
+    pub kind: RequestKind,
     pub dataset_id: String,
     /// The tables of the dataset. Paths are as the guest sees them: under `/data`.
     pub files: Vec<TableFile>,
@@ -49,6 +80,7 @@ impl RunRequest {
     /// A request with the default limits.
     pub fn new(dataset_id: impl Into<String>, files: Vec<TableFile>, sql: impl Into<String>) -> Self {
         RunRequest {
+            kind: RequestKind::Query,
             dataset_id: dataset_id.into(),
             files,
             sql: sql.into(),
@@ -60,7 +92,8 @@ impl RunRequest {
     }
 }
 
-/// A CSV file exposed to the query as a table.
+/// A CSV or Parquet file (by its extension, `.parquet` or anything else) exposed to
+/// the query as a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableFile {
     /// The table name the SQL uses (the file's stem).
@@ -68,7 +101,8 @@ pub struct TableFile {
     /// The file's path as the guest sees it, e.g. `/data/tickets.csv`.
     pub path: String,
     /// Declared column types, from the registry. Columns not listed here are
-    /// inferred from the file by the guest.
+    /// inferred from the file by the guest. A Parquet file's own schema is its types:
+    /// declarations are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnDecl>,
 }
@@ -146,6 +180,18 @@ mod tests {
         assert_eq!(req.max_output_bytes, 65_536);
         assert_eq!(req.memory_limit_bytes, 256 * 1024 * 1024);
         assert!(req.files[0].columns.is_empty());
+    }
+
+    #[test]
+    fn a_query_says_no_kind_and_a_description_says_its_own() {
+        let query = RunRequest::new("d", vec![], "SELECT 1");
+        assert!(!serde_json::to_string(&query).unwrap().contains("kind"), "queries' JSON is as before");
+        let mut describe = query.clone();
+        describe.kind = RequestKind::Describe;
+        let json = serde_json::to_string(&describe).unwrap();
+        assert!(json.starts_with(r#"{"kind":"describe","#), "{json}");
+        assert_eq!(serde_json::from_str::<RunRequest>(&json).unwrap().kind, RequestKind::Describe);
+        assert!(serde_json::from_str::<RunRequest>(&json.replace("describe", "delete")).is_err());
     }
 
     #[test]

@@ -1,124 +1,32 @@
-//! The dataset as DataFusion sees it: one schema whose tables are CSV files,
-//! read as a stream of Arrow batches.
-//!
-//! `object_store`'s local file system is not compiled for wasm32, so DataFusion's own
-//! CSV source cannot read the preopened `/data`. This module reads the files with
-//! `std::fs` and the `csv-decoder` crate instead (a SIMD splitter with arrow-csv's exact
-//! answers, and arrow-csv as its fallback), batch by batch, so that memory stays flat
-//! however large the file is: an aggregate over a file larger than the guest's memory
-//! works. Each scan tells the planner its file's size, so joins build on the smaller side.
-//!
-//! Tables are opened lazily, when the planner first asks for them: a query that reads
-//! one table of five pays for one header read and one schema inference.
+//! CSV tables: a file with a header row, read with the `csv-decoder` crate (a SIMD
+//! splitter with arrow-csv's exact answers, and arrow-csv as its fallback), batch by
+//! batch. Column types are the registry's where it declares them, inferred from the
+//! first records otherwise.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use csv_decoder::CsvReader;
 use datafusion::arrow::csv::reader::Format;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::{Precision, Statistics};
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use protocol::{ColumnDecl, ColumnType, TableFile};
+
+use crate::dataset::{BytesRead, CountingReader, ScanExec, dataset_error};
 
 /// Records read to infer the types of columns the registry does not declare.
 const INFER_RECORDS: usize = 10_000;
-
-/// CSV bytes read by all scans of one run.
-#[derive(Debug, Clone, Default)]
-pub struct BytesRead(Arc<AtomicU64>);
-
-impl BytesRead {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A dataset file that cannot be opened or parsed. The guest reports these as
-/// `DATASET_ERROR`, apart from errors in the SQL.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DatasetError(pub String);
-
-fn dataset_error(message: String) -> DataFusionError {
-    DataFusionError::External(Box::new(DatasetError(message)))
-}
-
-/// The dataset: a DataFusion schema of CSV tables.
-#[derive(Debug)]
-pub struct DatasetSchema {
-    files: Vec<TableFile>,
-    batch_size: usize,
-    bytes_read: BytesRead,
-    opened: Mutex<HashMap<String, Arc<CsvTable>>>,
-}
-
-impl DatasetSchema {
-    /// Checks the request's files: every path under `data_root` (`/data` in the
-    /// sandbox), table names unique.
-    pub fn new(files: &[TableFile], data_root: &str, batch_size: usize, bytes_read: BytesRead) -> Result<Self, String> {
-        let mut seen = HashSet::new();
-        for file in files {
-            if file.table.is_empty() {
-                return Err(format!("file {:?} has an empty table name", file.path));
-            }
-            let root = data_root.trim_end_matches('/');
-            let under_root = file.path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'));
-            if !under_root || file.path.split('/').any(|part| part == "..") {
-                return Err(format!("file path {:?} is not under {data_root}", file.path));
-            }
-            if !seen.insert(file.table.to_ascii_lowercase()) {
-                return Err(format!("table {:?} is listed twice", file.table));
-            }
-        }
-        Ok(DatasetSchema { files: files.to_vec(), batch_size, bytes_read, opened: Mutex::new(HashMap::new()) })
-    }
-
-    fn find(&self, name: &str) -> Option<&TableFile> {
-        self.files
-            .iter()
-            .find(|f| f.table == name)
-            .or_else(|| self.files.iter().find(|f| f.table.eq_ignore_ascii_case(name)))
-    }
-}
-
-#[async_trait]
-impl SchemaProvider for DatasetSchema {
-    fn table_names(&self) -> Vec<String> {
-        self.files.iter().map(|f| f.table.clone()).collect()
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(file) = self.find(name) else {
-            return Ok(None);
-        };
-        let key = file.table.to_ascii_lowercase();
-        if let Some(table) = self.opened.lock().expect("table cache lock").get(&key) {
-            return Ok(Some(table.clone()));
-        }
-        let table = Arc::new(CsvTable::open(file, self.batch_size, self.bytes_read.clone())?);
-        self.opened.lock().expect("table cache lock").insert(key, table.clone());
-        Ok(Some(table))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.find(name).is_some()
-    }
-}
 
 /// One CSV file with a header row.
 #[derive(Debug)]
@@ -132,7 +40,7 @@ pub struct CsvTable {
 }
 
 impl CsvTable {
-    fn open(file: &TableFile, batch_size: usize, bytes_read: BytesRead) -> Result<CsvTable> {
+    pub fn open(file: &TableFile, batch_size: usize, bytes_read: BytesRead) -> Result<CsvTable> {
         let path = PathBuf::from(&file.path);
         let context = |what: &str| format!("table {} ({}): {what}", file.table, file.path);
         let open = || File::open(&path).map_err(|e| dataset_error(context(&format!("cannot open the file: {e}"))));
@@ -187,7 +95,7 @@ impl CsvTable {
 }
 
 /// The Arrow type each declared column type is read as.
-fn arrow_type(ty: ColumnType) -> DataType {
+pub fn arrow_type(ty: ColumnType) -> DataType {
     match ty {
         ColumnType::Integer => DataType::Int64,
         ColumnType::Double => DataType::Float64,
@@ -219,7 +127,7 @@ impl TableProvider for CsvTable {
         // are split past, not decoded.
         let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let projected = Arc::new(self.schema.project(&projection)?);
-        let statistics = Arc::new(self.size.statistics(&projected, self.schema.fields().len()));
+        let statistics = self.size.statistics(&projected, self.schema.fields().len());
         let partition = CsvPartition {
             table: self.table.clone(),
             path: self.path.clone(),
@@ -230,7 +138,7 @@ impl TableProvider for CsvTable {
             bytes_read: self.bytes_read.clone(),
         };
         let exec = StreamingTableExec::try_new(projected, vec![Arc::new(partition)], None, [], false, limit)?;
-        Ok(Arc::new(CsvScanExec { table: self.table.clone(), inner: Arc::new(exec), statistics }))
+        Ok(Arc::new(ScanExec::new("CsvScanExec", self.table.clone(), Arc::new(exec), statistics)))
     }
 }
 
@@ -263,68 +171,6 @@ impl FileSize {
         let share = projected.fields().len().max(1) as f64 / file_columns.max(1) as f64;
         statistics.total_byte_size = Precision::Inexact((self.bytes as f64 * share) as usize);
         statistics
-    }
-}
-
-/// The scan of one CSV file: a [`StreamingTableExec`] that also tells the planner the
-/// file's size (DataFusion's own streaming source reports nothing, so a join would
-/// build its hash table on whichever side the query names first).
-#[derive(Debug)]
-struct CsvScanExec {
-    table: String,
-    inner: Arc<dyn ExecutionPlan>,
-    statistics: Arc<Statistics>,
-}
-
-impl DisplayAs for CsvScanExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "CsvScanExec: table={}, rows~{}, bytes~{}",
-            self.table, self.statistics.num_rows, self.statistics.total_byte_size
-        )
-    }
-}
-
-impl ExecutionPlan for CsvScanExec {
-    fn name(&self) -> &str {
-        "CsvScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.inner.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal("a CSV scan has no children to replace".to_string()))
-        }
-    }
-
-    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, ctx)
-    }
-
-    fn statistics_from_inputs(&self, _inputs: &[Arc<Statistics>], args: &StatisticsArgs) -> Result<Arc<Statistics>> {
-        match args.partition() {
-            None | Some(0) => Ok(self.statistics.clone()),
-            Some(partition) => {
-                Err(DataFusionError::Internal(format!("a CSV scan has one partition, not partition {partition}")))
-            }
-        }
     }
 }
 
@@ -362,20 +208,5 @@ impl PartitionStream for CsvPartition {
             Err(e) => Box::new(std::iter::once(Err(e))),
         };
         Box::pin(RecordBatchStreamAdapter::new(self.projected.clone(), futures::stream::iter(batches)))
-    }
-}
-
-/// Counts the bytes read, for the run's stats (a file the decoder hands over to
-/// arrow-csv is read again from its start, and counted again).
-struct CountingReader {
-    inner: File,
-    bytes_read: BytesRead,
-}
-
-impl Read for CountingReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes_read.0.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
     }
 }

@@ -7,7 +7,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use protocol::ErrorType;
 
-use crate::csv_table::DatasetError;
+use crate::dataset::DatasetError;
 
 /// How DataFusion words a failed argument check of a function with its own coercion.
 const COERCION_FAILED: &str = "user-defined coercion failed with: ";

@@ -1,7 +1,9 @@
 //! The csv-analyst runner guest: Apache DataFusion over the CSV files of one dataset.
 //!
-//! [`run`] takes one [`RunRequest`], exposes each CSV file under `/data` as a table,
-//! runs the SQL, and returns one [`RunResult`]. `main.rs` wraps it for
+//! [`run`] takes one [`RunRequest`], exposes each CSV or Parquet file under `/data`
+//! as a table (`dataset`), runs the SQL, and returns one [`RunResult`]; a
+//! [`RequestKind::Describe`] request reads every file whole and answers its types
+//! instead (`describe`: how uploads are typed). `main.rs` wraps it for
 //! `wasm32-wasip1` (request on stdin, result on stdout); the benchmark calls the same
 //! code natively, to measure what the sandbox costs.
 //!
@@ -21,10 +23,13 @@
 //! [`SQLOptions`]: datafusion::execution::context::SQLOptions
 
 mod csv_table;
+mod dataset;
+mod describe;
 mod errors;
 mod functions;
 mod information_schema;
 mod json_rows;
+mod parquet_table;
 mod semantics;
 mod spellings;
 mod statements;
@@ -43,9 +48,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use protocol::{ErrorType, RunRequest, RunResult};
+use protocol::{ErrorType, RequestKind, RunRequest, RunResult};
 
-use crate::csv_table::{BytesRead, DatasetSchema};
+use crate::dataset::{BytesRead, DatasetSchema};
 use crate::errors::classify;
 use crate::information_schema::InformationSchema;
 
@@ -84,12 +89,15 @@ pub fn run_in(request: &RunRequest, data_root: &str) -> RunResult {
     result
 }
 
-type Failure = (ErrorType, String);
+pub(crate) type Failure = (ErrorType, String);
 
 async fn execute(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Result<RunResult, Failure> {
     let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
     let fail = |e: DataFusionError| classify(&e, &tables);
-    let ctx = session(request, data_root, bytes_read)?;
+    let ctx = session(request, data_root, bytes_read.clone())?;
+    if request.kind == RequestKind::Describe {
+        return describe::describe(&ctx, &request.files, BATCH_SIZE, bytes_read).await;
+    }
     let state = ctx.state();
     let mut statement = statements::prepare(&state, &request.sql, &tables).map_err(|e| (e.error_type, e.message))?;
     // A select-list alias used in WHERE is planned as its expression, where that is
