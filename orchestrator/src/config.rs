@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -72,6 +72,23 @@ pub struct Config {
     /// How long a run waits for a free slot before the request gets 503.
     #[arg(long, env = "QUEUE_TIMEOUT_MS", default_value_t = 2_000, global = true)]
     pub queue_timeout_ms: u64,
+
+    /// Where uploaded datasets are kept (a folder per dataset, beside temporary ones).
+    /// Default: `uploads` beside RUN_STORE_PATH (.data/uploads).
+    #[arg(long, env = "UPLOADS_DIR", global = true)]
+    pub uploads_dir: Option<PathBuf>,
+
+    /// Largest upload (the whole multipart request); 413 as soon as it is exceeded.
+    #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    pub upload_max_bytes: u64,
+
+    /// Bytes of uploaded datasets one owner may keep; 413 QUOTA_EXCEEDED beyond.
+    #[arg(long, env = "UPLOAD_QUOTA_BYTES", default_value_t = 5 << 30, global = true)]
+    pub upload_quota_bytes: u64,
+
+    /// Time limit of the sandbox run that reads and types an upload.
+    #[arg(long, env = "UPLOAD_TIMEOUT_SECONDS", default_value_t = 120.0, global = true)]
+    pub upload_timeout_seconds: f64,
 
     /// The SQLite file holding run records. Default: .data/runs.sqlite.
     #[arg(long, env = "RUN_STORE_PATH", default_value = ".data/runs.sqlite", global = true)]
@@ -545,6 +562,12 @@ pub struct K8sConfig {
     #[arg(long, env = "K8S_DATASETS_PVC", global = true)]
     pub k8s_datasets_pvc: Option<String>,
 
+    /// The PersistentVolumeClaim UPLOADS_DIR is on (ReadWriteMany), mounted read-only
+    /// at /data by runner Jobs of uploaded datasets. Unset: uploads are refused (503)
+    /// with SANDBOX_PROVIDER=k8s.
+    #[arg(long, env = "K8S_UPLOADS_PVC", global = true)]
+    pub k8s_uploads_pvc: Option<String>,
+
     /// Service account of the runner pods (its token is never mounted).
     #[arg(long, env = "K8S_SERVICE_ACCOUNT_NAME", global = true)]
     pub k8s_service_account_name: Option<String>,
@@ -573,6 +596,13 @@ struct ConfigOnly {
 }
 
 impl Config {
+    /// UPLOADS_DIR, or `uploads` beside the run store.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.uploads_dir
+            .clone()
+            .unwrap_or_else(|| self.run_store_path.parent().unwrap_or_else(|| Path::new(".")).join("uploads"))
+    }
+
     /// The configuration from command-line arguments (without the program name) and
     /// the environment, as the binary reads it.
     pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
@@ -635,6 +665,12 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if !(self.upload_timeout_seconds.is_finite() && self.upload_timeout_seconds >= 1.0) {
+            return Err("UPLOAD_TIMEOUT_SECONDS must be at least 1".into());
+        }
+        if self.upload_max_bytes == 0 || self.upload_quota_bytes == 0 {
+            return Err("UPLOAD_MAX_BYTES and UPLOAD_QUOTA_BYTES must be at least 1".into());
         }
         if let Some(probe) = self.probe_listen_addr
             && probe.port() != 0

@@ -39,6 +39,29 @@ pub enum Error {
     /// A thread is bound to the dataset it started with.
     #[error("thread {thread_id:?} is about dataset {thread_dataset:?}, not {requested:?}; start a new thread")]
     ThreadDatasetConflict { thread_id: String, thread_dataset: String, requested: String },
+    /// An upload that cannot be read as multipart, names no id or file, or names
+    /// them badly.
+    #[error("{0}")]
+    InvalidUpload(String),
+    /// An upload whose files the sandbox could not read or type.
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// An upload larger than UPLOAD_MAX_BYTES.
+    #[error("{0}")]
+    UploadTooLarge(String),
+    /// An upload past its owner's UPLOAD_QUOTA_BYTES.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A dataset id that is taken (by a curated dataset, an upload, or an upload
+    /// under way).
+    #[error("{0}")]
+    DatasetExists(String),
+    /// Deleting a curated dataset.
+    #[error("{0}")]
+    CuratedDataset(String),
+    /// Uploads cannot be run where runs execute (k8s without K8S_UPLOADS_PVC).
+    #[error("{0}")]
+    UploadsUnavailable(String),
     /// Every run slot is busy.
     #[error("{0}")]
     CapacityExceeded(String),
@@ -72,6 +95,13 @@ impl Error {
             Error::AuthNotConfigured(_) => "AUTH_NOT_CONFIGURED",
             Error::AuthUnavailable(_) => "AUTH_UNAVAILABLE",
             Error::ThreadDatasetConflict { .. } => "THREAD_DATASET_CONFLICT",
+            Error::InvalidUpload(_) => "INVALID_UPLOAD",
+            Error::UploadInvalid(_) => "UPLOAD_INVALID",
+            Error::UploadTooLarge(_) => "UPLOAD_TOO_LARGE",
+            Error::QuotaExceeded(_) => "QUOTA_EXCEEDED",
+            Error::DatasetExists(_) => "DATASET_EXISTS",
+            Error::CuratedDataset(_) => "CURATED_DATASET",
+            Error::UploadsUnavailable(_) => "UPLOADS_UNAVAILABLE",
             Error::CapacityExceeded(_) => "CAPACITY_EXCEEDED",
             Error::ClientLimit(_) => "CLIENT_LIMIT",
             Error::SandboxNotReady(_) => "SANDBOX_NOT_READY",

@@ -1,5 +1,5 @@
 //! The csv-analyst orchestrator: the HTTP service that accepts SQL (or a question in
-//! words) over curated CSV datasets and runs it in a WebAssembly sandbox —
+//! words) over curated and uploaded CSV and Parquet datasets and runs it in a WebAssembly sandbox —
 //! in-process (the `local` provider) or as one Kubernetes Job per run (`k8s`).
 //!
 //! Its modules are one-way layers; each uses only those below it
@@ -14,7 +14,8 @@
 //! 4. Records: [`store`] (the `Store` trait, SQLite; runs, threads, turns).
 //! 5. Services: [`runs`] (admission, policy, sandbox, record), [`chat`] (the analyst
 //!    agent, threads and turns), [`llm`] (model clients), [`auth`] (who is calling:
-//!    the admin token, the service's own tokens, OIDC JWTs, trusted proxies).
+//!    the admin token, the service's own tokens, OIDC JWTs, trusted proxies),
+//!    [`uploads`] (datasets people bring, typed in the sandbox).
 //! 6. Edges: [`api`] (the router and thin handlers), [`mcp`] (the MCP server, over
 //!    HTTP at `/mcp` and stdio), [`page`] (the web page),
 //!    [`state`] (what the handlers share), [`connections`] (the accept loop's
@@ -40,5 +41,6 @@ pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod uploads;
 
 pub use config::Config;

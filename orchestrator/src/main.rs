@@ -127,11 +127,12 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
         anyhow::bail!("the query would not run ({}): {}", refusal.error_type, refusal.message);
     }
     let settings = orchestrator::runs::RunSettings::from_config(config);
-    let request = settings.request(dataset, sql, orchestrator::runs::Limits::service(&settings));
+    let request = settings.request(&dataset, sql, orchestrator::runs::Limits::service(&settings));
     let namespace = orchestrator::sandbox::k8s::job_namespace(&config.k8s).map_err(anyhow::Error::msg)?;
     orchestrator::sandbox::k8s::job::check_request_size(&request).map_err(anyhow::Error::msg)?;
     let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let job = orchestrator::sandbox::k8s::job::build(config, &namespace, &run_id, &request);
+    let root = orchestrator::sandbox::DataRoot::Curated;
+    let job = orchestrator::sandbox::k8s::job::build(config, &namespace, &run_id, &request, root);
     print!("{}", serde_yaml_ng::to_string(&job)?);
     Ok(())
 }
@@ -151,7 +152,9 @@ fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
                     expires_in_s: expires_in.map(|d| d.as_secs().max(1)),
                     admin,
                 };
-                let minted = tokens::create(&store, &catalog.ids(), &request).await?;
+                let ids = catalog.ids();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let minted = tokens::create(&store, &ids, &request).await?;
                 let r = &minted.record;
                 Ok::<_, anyhow::Error>(serde_json::json!({
                     "token": minted.token, "token_id": r.token_id, "subject": r.subject, "datasets": r.datasets,

@@ -31,6 +31,7 @@ use crate::runs::{RunSettings, Runs};
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store};
+use crate::uploads::{UploadSettings, Uploads};
 
 /// How often the run store is pruned and measured.
 const STORE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -48,7 +49,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Links out of the datasets folder, FIFOs, missing files: said at start-up; runs
     // over such a dataset fail with DATASET_ERROR (the same check runs at every mount).
     for dataset in catalog.datasets() {
-        if let Err(e) = runner_host::mount::check_dataset(catalog.dir(), dataset) {
+        if let Err(e) = runner_host::mount::check_dataset(catalog.dir(), &dataset) {
             tracing::warn!(dataset = %dataset.id, error = %e, "this dataset cannot be served");
         }
     }
@@ -69,20 +70,24 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 cache_dir: config.runner_cache_dir.clone().or_else(module::default_cache_dir),
                 profiler: Profiler::None,
             };
-            Provider::Local(LocalProvider::start(options, config.datasets_dir.clone()))
+            Provider::Local(LocalProvider::start(options, config.datasets_dir.clone(), config.uploads_dir()))
         }
         ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
     let metrics = Arc::new(Metrics::default());
     provider.use_metrics(&metrics);
     let runs = Runs::new(RunSettings::from_config(&config), catalog, store.clone(), Arc::new(provider), metrics);
-    let dataset_ids = runs.catalog().ids().into_iter().map(str::to_string).collect();
+    let dataset_ids = runs.catalog().ids();
     let auth = Auth::new(&config.auth, store.clone(), dataset_ids)
         .map_err(anyhow::Error::msg)
         .context("invalid auth settings")?;
     auth.start();
+    let uploads = Uploads::open(UploadSettings::from_config(&config), runs.clone())
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("cannot open the uploads")?;
     let chat = Chat::new(runs.clone(), store, llm, config.llm.clone(), config.chat.clone());
-    let state = AppState::new(config, runs, chat, auth);
+    let state = AppState::new(config, runs, chat, auth, uploads);
     tokio::spawn(maintain_store(state.clone()));
     tokio::spawn(record_module_load(state.clone()));
     Ok(state)

@@ -1,5 +1,5 @@
 //! The service's one state, as the HTTP layer sees it: the configuration, the run,
-//! chat and auth services, and the metrics.
+//! chat, auth and upload services, and the metrics.
 //!
 //! Built once by the composition root ([`crate::server::build_state`]) and handed to
 //! axum; handlers take the service they need from it. Nothing below `api` imports
@@ -16,6 +16,7 @@ use crate::datasets::Catalog;
 use crate::metrics::Metrics;
 use crate::runs::Runs;
 use crate::sandbox::Provider;
+use crate::uploads::Uploads;
 
 /// A cheap handle (an `Arc` inside).
 #[derive(Clone)]
@@ -28,11 +29,16 @@ struct Inner {
     runs: Runs,
     chat: Chat,
     auth: Auth,
+    uploads: Uploads,
 }
 
 impl AppState {
-    pub fn new(config: Config, runs: Runs, chat: Chat, auth: Auth) -> AppState {
-        AppState { inner: Arc::new(Inner { config, runs, chat, auth }) }
+    pub fn new(config: Config, runs: Runs, chat: Chat, auth: Auth, uploads: Uploads) -> AppState {
+        AppState { inner: Arc::new(Inner { config, runs, chat, auth, uploads }) }
+    }
+
+    pub fn uploads(&self) -> &Uploads {
+        &self.inner.uploads
     }
 
     pub fn auth(&self) -> &Auth {

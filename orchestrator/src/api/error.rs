@@ -73,7 +73,11 @@ impl IntoResponse for ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let status = match &error {
-            Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidRequest(_) | Error::InvalidUpload(_) => StatusCode::BAD_REQUEST,
+            Error::UploadInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::UploadTooLarge(_) | Error::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::DatasetExists(_) => StatusCode::CONFLICT,
+            Error::CuratedDataset(_) => StatusCode::FORBIDDEN,
             Error::UnknownDataset { .. }
             | Error::RunNotFound(_)
             | Error::ThreadNotFound(_)
@@ -88,6 +92,7 @@ impl From<Error> for ApiError {
             | Error::SandboxNotReady(_)
             | Error::StoreUnavailable(_)
             | Error::LlmNotConfigured(_)
+            | Error::UploadsUnavailable(_)
             | Error::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

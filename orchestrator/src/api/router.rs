@@ -37,7 +37,13 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}", get(runs::get_run))
         .route("/runs/{run_id}/status", get(runs::get_run_status))
         .route("/runs/{run_id}/result.csv", get(runs::get_run_csv))
-        .route("/datasets", get(datasets::list_datasets))
+        .route(
+            "/datasets",
+            get(datasets::list_datasets)
+                .post(datasets::upload_dataset)
+                .layer(DefaultBodyLimit::max(usize::try_from(state.config().upload_max_bytes).unwrap_or(usize::MAX))),
+        )
+        .route("/datasets/{dataset_id}", delete(datasets::delete_dataset))
         .route("/datasets/{dataset_id}/schema", get(datasets::get_schema))
         .route("/schemas/plan", get(datasets::plan_schema))
         .route("/chat", post(chat::chat))

@@ -38,6 +38,11 @@ struct Inner {
 }
 
 impl Chat {
+    /// Whether `principal` may use the dataset `id` (a curated one granted, an upload its own).
+    fn catalog_may_use(&self, principal: &Principal, id: &str) -> bool {
+        self.inner.runs.catalog().may_use(principal, id)
+    }
+
     pub fn new(
         runs: Runs,
         store: Arc<dyn Store>,
@@ -250,7 +255,10 @@ impl Chat {
     /// A thread `principal` may see; another's is answered as one that does not exist.
     async fn own_thread(&self, thread_id: &str, principal: &Principal) -> Result<Thread, Error> {
         match self.store().thread(thread_id).await? {
-            Some(thread) if principal.may_see(thread.principal.as_deref()) && principal.may_use(&thread.dataset_id) => {
+            Some(thread)
+                if principal.may_see(thread.principal.as_deref())
+                    && self.catalog_may_use(principal, &thread.dataset_id) =>
+            {
                 Ok(thread)
             }
             _ => Err(Error::ThreadNotFound(thread_id.to_string())),
@@ -283,10 +291,9 @@ impl Chat {
         let turn = self.store().turn(turn_id).await?.ok_or_else(|| Error::TurnNotFound(turn_id.to_string()))?;
         // A turn is its thread's: another's is answered as one that does not exist.
         let thread = self.store().thread(&turn.thread_id).await?;
-        let visible = thread
-            .as_ref()
-            .is_some_and(|t| principal.may_see(t.principal.as_deref()) && principal.may_use(&t.dataset_id))
-            || (thread.is_none() && principal.may_see(None));
+        let visible = thread.as_ref().is_some_and(|t| {
+            principal.may_see(t.principal.as_deref()) && self.catalog_may_use(principal, &t.dataset_id)
+        }) || (thread.is_none() && principal.may_see(None));
         if !visible {
             return Err(Error::TurnNotFound(turn_id.to_string()));
         }
@@ -310,7 +317,7 @@ impl Chat {
     /// recently updated first.
     pub async fn threads(&self, limit: usize, principal: &Principal, all: bool) -> Result<Vec<Thread>, Error> {
         let mut threads = self.store().threads(limit, principal.list_scope(all)?).await?;
-        threads.retain(|thread| principal.may_use(&thread.dataset_id));
+        threads.retain(|thread| self.catalog_may_use(principal, &thread.dataset_id));
         Ok(threads)
     }
 

@@ -1,20 +1,29 @@
-//! The catalogue: the datasets the service offers: `registry.json` of `DATASETS_DIR`, loaded once
-//! at start, with each dataset's version hash (from the registry, or computed from
-//! the files when the registry has none).
+//! The catalogue: the datasets the service offers. The curated ones are
+//! `registry.json` of DATASETS_DIR, loaded once at start, with each dataset's version
+//! hash (from the registry, or computed from the files when the registry has none);
+//! the uploaded ones are added and removed as people upload and delete them
+//! (`crate::uploads` keeps their files and records).
+//!
+//! Who may use which: a curated dataset is usable when the principal's grants name
+//! it; an uploaded one by its owner and the admin. Any other is answered as one that
+//! does not exist.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use protocol::registry::{Dataset, Registry, RegistryError};
 use sha2::{Digest, Sha256};
 
+use super::entry::{CatalogEntry, Source};
 use crate::access::Principal;
 use crate::error::Error;
 
 pub struct Catalog {
     dir: PathBuf,
-    registry: Registry,
+    curated: Vec<Arc<CatalogEntry>>,
+    /// Uploaded datasets, oldest first.
+    uploaded: RwLock<Vec<Arc<CatalogEntry>>>,
     /// Version hashes computed from the files, for datasets whose registry entry has none.
     computed: RwLock<HashMap<String, String>>,
 }
@@ -22,7 +31,12 @@ pub struct Catalog {
 impl Catalog {
     pub fn load(dir: &Path) -> Result<Catalog, RegistryError> {
         let registry = Registry::load(dir)?;
-        Ok(Catalog { dir: dir.to_path_buf(), registry, computed: RwLock::default() })
+        let curated = registry
+            .datasets
+            .into_iter()
+            .map(|dataset| Arc::new(CatalogEntry { dataset, source: Source::Curated }))
+            .collect();
+        Ok(Catalog { dir: dir.to_path_buf(), curated, uploaded: RwLock::default(), computed: RwLock::default() })
     }
 
     /// The datasets folder (the runner image's `/data`).
@@ -30,33 +44,78 @@ impl Catalog {
         &self.dir
     }
 
-    pub fn datasets(&self) -> &[Dataset] {
-        &self.registry.datasets
+    /// Every dataset: the curated ones in registry order, then the uploads, oldest first.
+    pub fn datasets(&self) -> Vec<Arc<CatalogEntry>> {
+        let uploaded = self.uploaded.read().unwrap_or_else(|p| p.into_inner());
+        self.curated.iter().chain(uploaded.iter()).cloned().collect()
     }
 
-    pub fn dataset(&self, id: &str) -> Option<&Dataset> {
-        self.registry.dataset(id)
+    pub fn dataset(&self, id: &str) -> Option<Arc<CatalogEntry>> {
+        if let Some(entry) = self.curated.iter().find(|d| d.id == id) {
+            return Some(entry.clone());
+        }
+        self.uploaded.read().unwrap_or_else(|p| p.into_inner()).iter().find(|d| d.id == id).cloned()
     }
 
-    pub fn ids(&self) -> Vec<&str> {
-        self.registry.ids()
+    pub fn ids(&self) -> Vec<String> {
+        self.datasets().iter().map(|d| d.id.clone()).collect()
     }
 
-    /// The error for a dataset id the registry does not have.
+    /// Whether `id` is a curated dataset's.
+    pub fn is_curated(&self, id: &str) -> bool {
+        self.curated.iter().any(|d| d.id == id)
+    }
+
+    /// Whether `principal` may use the dataset `id`: a curated one when granted, an
+    /// uploaded one when its own (or for the admin). For an id the catalogue no
+    /// longer has (a deleted upload's runs), the grants decide.
+    pub fn may_use(&self, principal: &Principal, id: &str) -> bool {
+        match self.dataset(id) {
+            Some(entry) => usable(principal, &entry),
+            None => principal.may_use(id),
+        }
+    }
+
+    /// The error for a dataset id the catalogue does not have.
     pub fn unknown_dataset(&self, id: &str) -> Error {
-        Error::UnknownDataset { id: id.to_string(), known: self.ids().into_iter().map(str::to_string).collect() }
+        Error::UnknownDataset { id: id.to_string(), known: self.ids() }
     }
 
     /// The dataset `id`, if `principal` may use it. One it may not is answered as one
     /// that does not exist, listing the datasets it may use.
-    pub fn dataset_for(&self, id: &str, principal: &Principal) -> Result<&Dataset, Error> {
+    pub fn dataset_for(&self, id: &str, principal: &Principal) -> Result<Arc<CatalogEntry>, Error> {
         match self.dataset(id) {
-            Some(dataset) if principal.may_use(&dataset.id) => Ok(dataset),
+            Some(entry) if usable(principal, &entry) => Ok(entry),
             _ => Err(Error::UnknownDataset {
                 id: id.to_string(),
-                known: self.ids().into_iter().filter(|id| principal.may_use(id)).map(str::to_string).collect(),
+                known: self.usable_by(principal).iter().map(|d| d.id.clone()).collect(),
             }),
         }
+    }
+
+    /// The datasets `principal` may use, in catalogue order.
+    pub fn usable_by(&self, principal: &Principal) -> Vec<Arc<CatalogEntry>> {
+        self.datasets().into_iter().filter(|entry| usable(principal, entry)).collect()
+    }
+
+    /// Adds an uploaded dataset. False if the id is taken.
+    pub fn add_upload(&self, entry: CatalogEntry) -> bool {
+        if self.is_curated(&entry.id) {
+            return false;
+        }
+        let mut uploaded = self.uploaded.write().unwrap_or_else(|p| p.into_inner());
+        if uploaded.iter().any(|d| d.id == entry.id) {
+            return false;
+        }
+        uploaded.push(Arc::new(entry));
+        true
+    }
+
+    /// Removes an uploaded dataset; the entry, if there was one.
+    pub fn remove_upload(&self, id: &str) -> Option<Arc<CatalogEntry>> {
+        let mut uploaded = self.uploaded.write().unwrap_or_else(|p| p.into_inner());
+        let index = uploaded.iter().position(|d| d.id == id)?;
+        Some(uploaded.remove(index))
     }
 
     /// The dataset's version hash: the registry's, else the computed one (once
@@ -68,10 +127,10 @@ impl Catalog {
             .or_else(|| self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&dataset.id).cloned())
     }
 
-    /// Hashes the files of datasets whose registry entry has no version hash, with the
-    /// generator's formula. Reads every such file: call it off the async runtime.
+    /// Hashes the files of curated datasets whose registry entry has no version hash,
+    /// with the generator's formula. Reads every such file: call it off the async runtime.
     pub fn compute_missing_hashes(&self) {
-        for dataset in self.datasets().iter().filter(|d| d.version_hash.is_none()) {
+        for dataset in self.curated.iter().filter(|d| d.version_hash.is_none()) {
             match hash_dataset(&self.dir, dataset) {
                 Ok(hash) => {
                     self.computed.write().unwrap_or_else(|p| p.into_inner()).insert(dataset.id.clone(), hash);
@@ -84,10 +143,17 @@ impl Catalog {
     }
 }
 
+fn usable(principal: &Principal, entry: &CatalogEntry) -> bool {
+    match entry.owner() {
+        None => principal.may_use(&entry.id),
+        Some(owner) => principal.may_see(Some(owner)),
+    }
+}
+
 /// The dataset's version hash from its files, as the generator writes it. Only
 /// regular files inside `dir` are read (a link to `/dev/zero` or a FIFO would be
 /// read for ever): see [`runner_host::mount::open_regular_file`].
-fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
+pub fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
     let mut digests = Vec::with_capacity(dataset.files.len());
     for file in &dataset.files {
         let relative = file.relative_path().map_err(std::io::Error::other)?;
@@ -113,6 +179,7 @@ mod tests {
     fn computed_hash_matches_the_generators() {
         let catalog = Catalog::load(&datasets_dir()).unwrap();
         for dataset in catalog.datasets() {
+            let dataset = &dataset.dataset;
             let recorded = dataset.version_hash.clone().expect("our registry records hashes");
             assert_eq!(hash_dataset(catalog.dir(), dataset).unwrap(), recorded, "{}", dataset.id);
         }
@@ -128,7 +195,7 @@ mod tests {
         )
         .unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
-        let ds = catalog.dataset("x").unwrap().clone();
+        let ds = catalog.dataset("x").unwrap();
         assert_eq!(catalog.version_hash(&ds), None);
         catalog.compute_missing_hashes();
         assert!(catalog.version_hash(&ds).unwrap().starts_with("sha256:"));
@@ -152,14 +219,14 @@ mod tests {
         .unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
         let started = std::time::Instant::now();
-        let zero = hash_dataset(catalog.dir(), catalog.dataset("zero").unwrap()).unwrap_err();
+        let zero = hash_dataset(catalog.dir(), &catalog.dataset("zero").unwrap()).unwrap_err();
         assert_eq!(zero.to_string(), "zero.csv: it resolves outside the datasets folder");
-        let fifo = hash_dataset(catalog.dir(), catalog.dataset("fifo").unwrap()).unwrap_err();
+        let fifo = hash_dataset(catalog.dir(), &catalog.dataset("fifo").unwrap()).unwrap_err();
         assert_eq!(fifo.to_string(), "fifo.csv: it is a FIFO, not a regular file");
-        assert!(hash_dataset(catalog.dir(), catalog.dataset("alias").unwrap()).is_ok(), "a link inside is fine");
+        assert!(hash_dataset(catalog.dir(), &catalog.dataset("alias").unwrap()).is_ok(), "a link inside is fine");
         catalog.compute_missing_hashes();
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
-        assert_eq!(catalog.version_hash(catalog.dataset("zero").unwrap()), None);
-        assert_eq!(catalog.version_hash(catalog.dataset("fifo").unwrap()), None);
+        assert_eq!(catalog.version_hash(&catalog.dataset("zero").unwrap()), None);
+        assert_eq!(catalog.version_hash(&catalog.dataset("fifo").unwrap()), None);
     }
 }

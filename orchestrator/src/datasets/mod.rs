@@ -1,5 +1,6 @@
-//! Knowledge of data: the catalogue of datasets the service offers (the registry
-//! of `DATASETS_DIR`, with version hashes) and the views the API shows of them.
+//! Knowledge of data: the catalogue of datasets the service offers (the curated
+//! registry of `DATASETS_DIR`, with version hashes, and the uploads), where each
+//! one's files are ([`DataRoot`]), and the views the API shows of them.
 //!
 //! May use: `protocol`, `runner-host`'s safe file opening, [`crate::access`] (which
 //! datasets a caller may see), [`crate::error`]. Knows
@@ -7,7 +8,9 @@
 //! computed by the run service (`crate::runs`) into [`SchemaView`].
 
 pub mod catalog;
+pub mod entry;
 pub mod views;
 
 pub use self::catalog::Catalog;
-pub use self::views::{ColumnView, DatasetView, SAMPLE_ROWS, SchemaView, TableSchema, TableView, list};
+pub use self::entry::{CatalogEntry, DataRoot, Source, Upload};
+pub use self::views::{ColumnView, DatasetView, SAMPLE_ROWS, SchemaView, TableSchema, TableView, list, view};

@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use protocol::RunStatus;
-use protocol::registry::{Dataset, DatasetFile};
+use std::time::Duration;
+
+use protocol::registry::DatasetFile;
+use protocol::{RequestKind, RunRequest, RunStatus, TableFile, describe_limits};
 use serde_json::Value;
 
 use super::limits::Limits;
 use super::service::Runs;
-use crate::datasets::{ColumnView, SAMPLE_ROWS, SchemaView, TableSchema};
+use crate::datasets::{CatalogEntry, ColumnView, DataRoot, SAMPLE_ROWS, SchemaView, TableSchema};
 use crate::error::Error;
 use crate::plan::PlanScope;
 
@@ -20,7 +22,7 @@ impl Runs {
     pub async fn schema(&self, dataset_id: &str) -> Result<Arc<SchemaView>, Error> {
         let dataset = self.catalog().dataset(dataset_id).ok_or_else(|| self.catalog().unknown_dataset(dataset_id))?;
         let cell = self.schema_cell(dataset_id);
-        let view = cell.get_or_try_init(|| self.compute_schema(dataset)).await?.clone();
+        let view = cell.get_or_try_init(|| self.compute_schema(&dataset)).await?.clone();
         if view.tables.iter().any(|t| t.error.is_some()) {
             // Served once, then computed afresh: a table that failed may be fixed.
             self.forget_schema(dataset_id);
@@ -28,7 +30,7 @@ impl Runs {
         Ok(view)
     }
 
-    async fn compute_schema(&self, dataset: &Dataset) -> Result<Arc<SchemaView>, Error> {
+    async fn compute_schema(&self, dataset: &CatalogEntry) -> Result<Arc<SchemaView>, Error> {
         self.provider().accepting().map_err(Error::SandboxNotReady)?;
         self.metrics().schema_computations.inc();
         let mut tables = Vec::new();
@@ -43,7 +45,7 @@ impl Runs {
     }
 
     /// The tables and columns a query plan over `dataset` may name.
-    pub async fn plan_scope(&self, dataset: &Dataset, max_rows: u64) -> Result<PlanScope, Error> {
+    pub async fn plan_scope(&self, dataset: &CatalogEntry, max_rows: u64) -> Result<PlanScope, Error> {
         let schema = self.schema(&dataset.id).await?;
         let tables = schema
             .tables
@@ -53,7 +55,7 @@ impl Runs {
         Ok(PlanScope { tables, max_rows })
     }
 
-    async fn table_schema(&self, dataset: &Dataset, file: &DatasetFile) -> Result<TableSchema, Error> {
+    async fn table_schema(&self, dataset: &CatalogEntry, file: &DatasetFile) -> Result<TableSchema, Error> {
         let table = file.table_name();
         let quoted = format!("\"{}\"", table.replace('"', "\"\""));
         let sample = self.sandbox_query(dataset, &format!("SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}")).await?;
@@ -105,7 +107,7 @@ impl Runs {
     /// Fills in the min and max of the date/time columns, in one query.
     async fn date_ranges(
         &self,
-        dataset: &Dataset,
+        dataset: &CatalogEntry,
         quoted_table: &str,
         columns: &mut [ColumnView],
     ) -> Result<(), Error> {
@@ -127,11 +129,36 @@ impl Runs {
     }
 
     /// Runs an internal query (not recorded as a run) in the sandbox, in a run slot.
-    async fn sandbox_query(&self, dataset: &Dataset, sql: &str) -> Result<protocol::RunResult, Error> {
+    async fn sandbox_query(&self, dataset: &CatalogEntry, sql: &str) -> Result<protocol::RunResult, Error> {
         let permit = self.admission().acquire_slot().await?;
         let limits = Limits { max_rows: SAMPLE_ROWS, ..Limits::service(self.settings()) };
         let request = self.settings().request(dataset, sql, limits);
         let run_id = uuid::Uuid::new_v4().to_string();
-        Ok(self.provider().run(&run_id, request, permit).await.result)
+        Ok(self.provider().run(&run_id, request, dataset.root(), permit).await.result)
+    }
+
+    /// Reads every row of `files` (paths under `/data`, relative to `root`) and types
+    /// them, in the sandbox, in a run slot, under the run's memory limit and
+    /// `timeout`: a [`RequestKind::Describe`] run, not recorded. Its answer has one
+    /// row per column: table, column, type, row count.
+    pub async fn describe(
+        &self,
+        dataset_id: &str,
+        files: Vec<TableFile>,
+        root: DataRoot,
+        timeout: Duration,
+    ) -> Result<protocol::RunResult, Error> {
+        self.provider().accepting().map_err(Error::SandboxNotReady)?;
+        let permit = self.admission().acquire_slot().await?;
+        let columns = files.len() * describe_limits::MAX_COLUMNS;
+        let mut request = RunRequest::new(dataset_id, files, "");
+        request.kind = RequestKind::Describe;
+        request.timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        request.max_rows = columns as u64 + 1;
+        // A column's row is its names and type: 1 KiB covers the longest.
+        request.max_output_bytes = (columns as u64 + 1) * 1024;
+        request.memory_limit_bytes = self.settings().memory_limit_bytes;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        Ok(self.provider().run(&run_id, request, root, permit).await.result)
     }
 }

@@ -117,7 +117,7 @@ impl Runs {
     }
 
     /// Forgets a cached schema (after a computation that hit a failing table).
-    pub(super) fn forget_schema(&self, dataset_id: &str) {
+    pub fn forget_schema(&self, dataset_id: &str) {
         self.inner.schemas.lock().unwrap_or_else(|p| p.into_inner()).remove(dataset_id);
     }
 
@@ -150,7 +150,7 @@ impl Runs {
             run_id,
             status: RunState::Running,
             dataset_id: dataset.id.clone(),
-            dataset_version_hash: self.catalog().version_hash(dataset),
+            dataset_version_hash: self.catalog().version_hash(&dataset),
             query_type: QueryType::Sql,
             sql: StoredSql::new(""),
             plan: None,
@@ -175,7 +175,7 @@ impl Runs {
             Query::Sql(sql) => sql,
             Query::Plan(plan_json) => {
                 run.query_type = QueryType::Plan;
-                let scope = self.plan_scope(dataset, limits.max_rows).await?;
+                let scope = self.plan_scope(&dataset, limits.max_rows).await?;
                 let compiled = plan::compile(&plan_json, &scope);
                 run.plan = Some(plan_json);
                 match compiled {
@@ -213,7 +213,8 @@ impl Runs {
         run.started_at = Some(now());
         self.store().insert(&run).await?;
 
-        let request = self.settings().request(dataset, &sql, limits);
+        let request = self.settings().request(&dataset, &sql, limits);
+        let root = dataset.root();
         let owned = self.clone();
         // The run's own task: it finishes and records the run even when the caller's
         // future is dropped (a client that hangs up).
@@ -223,7 +224,7 @@ impl Runs {
                 let metrics = owned.metrics();
                 metrics.in_flight.inc();
                 let started = Instant::now();
-                let execution = owned.provider().run(&run.run_id, request, permit).await;
+                let execution = owned.provider().run(&run.run_id, request, root, permit).await;
                 metrics.in_flight.dec();
                 if let Some(job) = &execution.job_name {
                     tracing::Span::current().record("job_name", job.as_str());
@@ -276,7 +277,12 @@ impl Runs {
     /// may use. Another's is answered as one that does not exist.
     pub async fn get(&self, run_id: &str, principal: &Principal) -> Result<Run, Error> {
         match self.store().get(run_id).await? {
-            Some(run) if principal.may_see(run.principal.as_deref()) && principal.may_use(&run.dataset_id) => Ok(run),
+            Some(run)
+                if principal.may_see(run.principal.as_deref())
+                    && self.catalog().may_use(principal, &run.dataset_id) =>
+            {
+                Ok(run)
+            }
             _ => Err(Error::RunNotFound(run_id.to_string())),
         }
     }
@@ -292,7 +298,7 @@ impl Runs {
         // A run on a dataset no longer granted (a narrower token of the same subject)
         // is not shown, as everywhere.
         let mut runs = self.store().list(limit, owner).await?;
-        runs.retain(|run| principal.may_use(&run.dataset_id));
+        runs.retain(|run| self.catalog().may_use(principal, &run.dataset_id));
         Ok(runs)
     }
 }

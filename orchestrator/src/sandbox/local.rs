@@ -14,6 +14,8 @@ use protocol::{ErrorType, RunRequest, RunResult};
 use runner_host::{Sandbox, SandboxOptions};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::datasets::DataRoot;
+
 /// Extra time past a run's own deadline before the provider stops waiting for it.
 /// The sandbox ends runs by their deadline plus its own grace for host calls
 /// (`runner_host::sandbox::limits::HOST_CALL_GRACE`); this is a guard against a bug
@@ -28,6 +30,7 @@ enum State {
 
 pub struct LocalProvider {
     datasets_dir: PathBuf,
+    uploads_dir: PathBuf,
     state: Arc<RwLock<State>>,
     /// Runs this provider's watchdog gave up on whose task has not ended yet.
     abandoned: Arc<AtomicUsize>,
@@ -35,7 +38,7 @@ pub struct LocalProvider {
 
 impl LocalProvider {
     /// Starts loading the module in the background and returns at once.
-    pub fn start(options: SandboxOptions, datasets_dir: PathBuf) -> LocalProvider {
+    pub fn start(options: SandboxOptions, datasets_dir: PathBuf, uploads_dir: PathBuf) -> LocalProvider {
         let state = Arc::new(RwLock::new(State::Loading { since: Instant::now() }));
         let loading = state.clone();
         tokio::task::spawn_blocking(move || {
@@ -56,7 +59,7 @@ impl LocalProvider {
             };
             *loading.write().unwrap_or_else(|p| p.into_inner()) = loaded;
         });
-        LocalProvider { datasets_dir, state, abandoned: Arc::default() }
+        LocalProvider { datasets_dir, uploads_dir, state, abandoned: Arc::default() }
     }
 
     fn sandbox(&self) -> Result<Arc<Sandbox>, String> {
@@ -96,13 +99,16 @@ impl LocalProvider {
         in_sandbox + self.abandoned.load(Ordering::SeqCst)
     }
 
-    pub async fn run(&self, request: RunRequest, permit: OwnedSemaphorePermit) -> RunResult {
+    pub async fn run(&self, request: RunRequest, root: DataRoot, permit: OwnedSemaphorePermit) -> RunResult {
         let sandbox = match self.sandbox() {
             Ok(sandbox) => sandbox,
             Err(message) => return RunResult::failure(ErrorType::SandboxError, message),
         };
         let watchdog = Duration::from_millis(request.timeout_ms) + WATCHDOG_GRACE;
-        let root = self.datasets_dir.clone();
+        let root = match root {
+            DataRoot::Curated => self.datasets_dir.clone(),
+            DataRoot::Uploads => self.uploads_dir.clone(),
+        };
         // The slot is freed by whichever comes first: the end of the run, or the
         // watchdog giving up on it. The task holds it even if this future is dropped
         // (a client that hangs up).

@@ -8,7 +8,8 @@
 //! the same [`protocol::RunResult`], in an [`Execution`].
 //!
 //! May use: `runner-host`, `protocol`, [`crate::config`] (the provider's own
-//! settings), [`crate::metrics`], [`crate::error`]. Knows nothing of runs, the
+//! settings), [`crate::metrics`], [`crate::error`], [`crate::datasets`]' [`DataRoot`]
+//! (which folder a request's paths are under). Knows nothing of runs, the
 //! store or HTTP: a run slot comes in as a semaphore permit, a result goes out.
 
 pub mod execution;
@@ -20,6 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 pub use self::execution::Execution;
 use crate::config::ProviderKind;
+pub use crate::datasets::DataRoot;
 use crate::metrics::Metrics;
 
 pub enum Provider {
@@ -35,12 +37,29 @@ impl Provider {
         }
     }
 
-    /// Runs `request`. `permit` is the run's concurrency slot; the provider holds it
-    /// until the sandbox has really stopped.
-    pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
+    /// Runs `request`, whose paths are under `/data` relative to `root`. `permit` is
+    /// the run's concurrency slot; the provider holds it until the sandbox has really
+    /// stopped.
+    pub async fn run(
+        &self,
+        run_id: &str,
+        request: RunRequest,
+        root: DataRoot,
+        permit: OwnedSemaphorePermit,
+    ) -> Execution {
         match self {
-            Provider::Local(local) => Execution { result: local.run(request, permit).await, job_name: None },
-            Provider::K8s(k8s) => k8s.run(run_id, request, permit).await,
+            Provider::Local(local) => Execution { result: local.run(request, root, permit).await, job_name: None },
+            Provider::K8s(k8s) => k8s.run(run_id, request, root, permit).await,
+        }
+    }
+
+    /// Whether uploaded datasets can be run here: the local sandbox reads
+    /// UPLOADS_DIR; runner Jobs need K8S_UPLOADS_PVC, the same volume the service
+    /// writes uploads to.
+    pub fn uploads_supported(&self) -> Result<(), String> {
+        match self {
+            Provider::Local(_) => Ok(()),
+            Provider::K8s(k8s) => k8s.uploads_supported(),
         }
     }
 

@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use super::chat::{Thread, Turn};
 use super::run::Run;
 use super::token::TokenRecord;
+use super::upload::UploadRecord;
 use crate::error::Error;
 
 /// A store failure. Its message says what failed, never where the file is (that is
@@ -74,4 +75,12 @@ pub trait Store: Send + Sync {
     fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenRecord>, StoreError>>;
     /// Marks a token revoked at `at` (RFC 3339). False if there is none.
     fn revoke_token<'a>(&'a self, token_id: &'a str, at: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Records an uploaded dataset; false if one of that id is recorded already.
+    /// Never pruned.
+    fn insert_upload<'a>(&'a self, upload: &'a UploadRecord) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Every upload, oldest first.
+    fn uploads(&self) -> BoxFuture<'_, Result<Vec<UploadRecord>, StoreError>>;
+    /// False if there was none.
+    fn delete_upload<'a>(&'a self, dataset_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 }

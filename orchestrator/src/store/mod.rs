@@ -2,7 +2,7 @@
 //! trait, so that a second backend can sit beside [`sqlite::SqliteStore`].
 //!
 //! Owns the record types ([`run::Run`], [`chat::Thread`], [`chat::Turn`],
-//! [`token::TokenRecord`]) and how
+//! [`token::TokenRecord`], [`upload::UploadRecord`]) and how
 //! they are kept. A run is written when a sandbox is about to start it (`running`)
 //! and again when it ends; a query the policy refuses is written once, finished. A
 //! process that dies mid-run leaves a `running` record; the next start marks those
@@ -16,6 +16,7 @@ pub mod chat;
 pub mod run;
 pub mod sqlite;
 pub mod token;
+pub mod upload;
 
 pub use self::backend::{Store, StoreError};
 pub use self::chat::{Thread, Turn};
@@ -24,3 +25,4 @@ pub use self::run::{
 };
 pub use self::sqlite::SqliteStore;
 pub use self::token::TokenRecord;
+pub use self::upload::UploadRecord;

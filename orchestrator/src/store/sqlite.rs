@@ -30,6 +30,7 @@ use super::backend::{Store, StoreError};
 use super::chat::{Thread, Turn};
 use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
 use super::token::TokenRecord;
+use super::upload::UploadRecord;
 
 /// The write-ahead log's share of a capped store: at most a sixteenth of the cap, and
 /// at most 4 MiB (SQLite's default checkpoint point); the database file gets the rest.
@@ -119,6 +120,16 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 5: where a run was asked (api, chat, mcp)
     "ALTER TABLE runs ADD COLUMN origin TEXT;",
+    // 6: uploaded datasets (their files are in UPLOADS_DIR; never pruned)
+    "CREATE TABLE uploads (
+        dataset_id   TEXT PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        tables_json  TEXT NOT NULL,
+        version_hash TEXT NOT NULL,
+        size_bytes   INTEGER NOT NULL,
+        created_at   TEXT NOT NULL
+    );",
 ];
 
 /// The SQLite store. Clones share one connection; calls run on tokio's blocking pool.
@@ -594,6 +605,47 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Records an upload; false if a dataset of that id is recorded already.
+    pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<bool, StoreError> {
+        let u = upload.clone();
+        let tables = serde_json::to_string(&u.tables).unwrap_or_else(|_| "[]".into());
+        self.write("cannot record the upload", move |conn| {
+            Ok(conn.execute(
+                &format!("INSERT OR IGNORE INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    u.dataset_id,
+                    u.owner,
+                    u.description,
+                    tables,
+                    u.version_hash,
+                    u.size_bytes as i64,
+                    u.created_at
+                ],
+            )? > 0)
+        })
+        .await
+    }
+
+    pub async fn uploads(&self) -> Result<Vec<UploadRecord>, StoreError> {
+        self.call("cannot list uploads", move |conn| {
+            let mut statement =
+                conn.prepare(&format!("SELECT {UPLOAD_COLUMNS} FROM uploads ORDER BY created_at, dataset_id"))?;
+            let rows = statement.query_map([], upload_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn delete_upload(&self, dataset_id: &str) -> Result<bool, StoreError> {
+        let dataset_id = dataset_id.to_string();
+        self.write("cannot delete the upload", move |conn| {
+            Ok(conn.execute("DELETE FROM uploads WHERE dataset_id = ?1", params![dataset_id])? > 0)
+        })
+        .await
+    }
+}
+
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -658,6 +710,15 @@ impl Store for SqliteStore {
     fn revoke_token<'a>(&'a self, token_id: &'a str, at: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(SqliteStore::revoke_token(self, token_id, at))
     }
+    fn insert_upload<'a>(&'a self, upload: &'a UploadRecord) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::insert_upload(self, upload))
+    }
+    fn uploads(&self) -> BoxFuture<'_, Result<Vec<UploadRecord>, StoreError>> {
+        Box::pin(SqliteStore::uploads(self))
+    }
+    fn delete_upload<'a>(&'a self, dataset_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SqliteStore::delete_upload(self, dataset_id))
+    }
 }
 
 const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
@@ -666,6 +727,8 @@ const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_t
 
 const TOKEN_COLUMNS: &str =
     "token_id, subject, datasets_json, admin, secret_sha256, created_at, expires_at, revoked_at";
+
+const UPLOAD_COLUMNS: &str = "dataset_id, owner, description, tables_json, version_hash, size_bytes, created_at";
 
 const TURN_COLUMNS: &str = "turn_id, thread_id, status, user_message, assistant_message, response_json, context_json,
     created_at, finished_at";
@@ -755,6 +818,18 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at: row.get(5)?,
         expires_at: row.get(6)?,
         revoked_at: row.get(7)?,
+    })
+}
+
+fn upload_from_row(row: &Row<'_>) -> rusqlite::Result<UploadRecord> {
+    Ok(UploadRecord {
+        dataset_id: row.get(0)?,
+        owner: row.get(1)?,
+        description: row.get(2)?,
+        tables: json(row, 3)?.unwrap_or_default(),
+        version_hash: row.get(4)?,
+        size_bytes: row.get::<_, i64>(5)?.max(0) as u64,
+        created_at: row.get(6)?,
     })
 }
 

@@ -969,3 +969,54 @@ async fn a_token_signs_in_to_its_datasets_and_runs_and_signing_out_or_a_revocati
     browser.screenshot("revoked").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_picked_on_the_page_is_uploaded_typed_queried_and_deleted() {
+    let server = TestServer::start(|_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("Team Scores.csv");
+    std::fs::write(&file, "player,points,joined\nAda,12,2024-01-02\nBob,7,2024-03-04\nCy,9,\n").unwrap();
+
+    let browser = Browser::open("upload", 1280, 800).await;
+    browser.open_page(&server).await;
+    browser.find("upload-toggle").await.click().await.unwrap();
+    browser
+        .wait("document.querySelector('[data-testid=upload-panel]').offsetParent !== null", "the upload panel")
+        .await;
+    browser.find("upload-files").await.send_keys(file.to_str().unwrap()).await.unwrap();
+    let id = browser.wait("document.querySelector('[data-testid=upload-id]').value", "the id from the file name").await;
+    assert_eq!(id, "team_scores");
+    browser.find("upload-submit").await.click().await.unwrap();
+    browser
+        .wait(
+            "document.querySelector('[data-testid=upload-result] .upload-table[data-table=team_scores]')",
+            "the schema",
+        )
+        .await;
+    let shown = browser.text("upload-result").await;
+    for wanted in ["team_scores", "player", "VARCHAR", "points", "INTEGER", "joined", "DATE", "3"] {
+        assert!(shown.contains(wanted), "{wanted} in the inferred schema: {shown}");
+    }
+    // The new dataset is chosen: a query runs on it at once.
+    browser.wait("document.querySelector('#dataset-picker').value === 'team_scores'", "the upload selected").await;
+    let outcome = browser.run_sql("SELECT player FROM team_scores ORDER BY points DESC", false).await;
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(browser.table().await, [[json!("Ada")], [json!("Cy")], [json!("Bob")]]);
+    let (_, listed) = server.get("/datasets").await;
+    let upload = listed["datasets"].as_array().unwrap().iter().find(|d| d["id"] == "team_scores").cloned();
+    assert_eq!(upload.map(|d| d["source"].clone()), Some(json!("uploaded")));
+
+    // Deleted from the page (after a confirmation), it is gone from the picker and the API.
+    browser.find("dataset-delete").await.click().await.unwrap();
+    browser.client.accept_alert().await.unwrap();
+    browser
+        .wait(
+            "!Array.from(document.querySelectorAll('#dataset-picker option')).some(o => o.value === 'team_scores')",
+            "the picker without it",
+        )
+        .await;
+    let (status, _) = server.get("/datasets/team_scores/schema").await;
+    assert_eq!(status, 404);
+    assert_eq!(browser.csp_violations().await, Vec::<String>::new());
+    browser.close().await;
+}

@@ -632,7 +632,13 @@ async fn k8s_a_200_kib_query_is_refused_up_front_naming_the_limit() {
     let config = test_config(std::path::Path::new("/nonexistent"));
     let mut big = request(&datasets_dir(), "support", &sql);
     big.timeout_ms = 5_000;
-    let job = orchestrator::sandbox::k8s::job::build(&config, NAMESPACE, "too-big", &big);
+    let job = orchestrator::sandbox::k8s::job::build(
+        &config,
+        NAMESPACE,
+        "too-big",
+        &big,
+        orchestrator::datasets::DataRoot::Curated,
+    );
     let jobs: Api<Job> = Api::namespaced(kubectl(&fake).await, NAMESPACE);
     jobs.create(&PostParams::default(), &job).await.unwrap();
     wait_for("the oversized Job's pod to fail", Duration::from_secs(10), || {
@@ -696,7 +702,7 @@ async fn k8s_a_dropped_run_deletes_its_job_and_frees_its_slot_only_then() {
     let run = tokio::spawn({
         let provider = provider.clone();
         let run_request = run_request.clone();
-        async move { provider.run("dropped-run", run_request, permit).await }
+        async move { provider.run("dropped-run", run_request, orchestrator::datasets::DataRoot::Curated, permit).await }
     });
     wait_for_running_pod(&fake).await;
     run.abort();
@@ -715,7 +721,8 @@ async fn k8s_a_dropped_run_deletes_its_job_and_frees_its_slot_only_then() {
     // Metrics, through the Provider the service holds.
     let permit = slots.clone().acquire_owned().await.unwrap();
     run_request.timeout_ms = 1_000;
-    let execution = provider_kind.run("metrics-run", run_request.clone(), permit).await;
+    let execution =
+        provider_kind.run("metrics-run", run_request.clone(), orchestrator::datasets::DataRoot::Curated, permit).await;
     assert_eq!(execution.result.error.unwrap().error_type, protocol::ErrorType::Timeout);
     let text = metrics.render();
     assert!(text.contains("csv_analyst_k8s_pod_start_seconds_count 1"), "{text}");
@@ -726,7 +733,7 @@ async fn k8s_a_dropped_run_deletes_its_job_and_frees_its_slot_only_then() {
     let refused = orchestrator::sandbox::Provider::K8s(Box::new(K8sProvider::connect(&config).await.unwrap()));
     refused.use_metrics(&metrics);
     let permit = slots.clone().acquire_owned().await.unwrap();
-    refused.run("refused-run", run_request, permit).await;
+    refused.run("refused-run", run_request, orchestrator::datasets::DataRoot::Curated, permit).await;
     assert!(metrics.render().contains("csv_analyst_k8s_job_create_errors_total 1"));
     assert_eq!(slots.available_permits(), 1, "nothing was created: the slot is free at once");
 }
@@ -744,7 +751,12 @@ async fn k8s_odd_run_ids_give_valid_jobs_whose_pods_are_found() {
     for run_id in ["Run ID/with spaces & ÜTF-8", &"Z".repeat(100)] {
         let permit = slots.clone().acquire_owned().await.unwrap();
         let execution = provider
-            .run(run_id, request(&datasets_dir(), "support", "SELECT COUNT(*) AS n FROM tickets"), permit)
+            .run(
+                run_id,
+                request(&datasets_dir(), "support", "SELECT COUNT(*) AS n FROM tickets"),
+                orchestrator::datasets::DataRoot::Curated,
+                permit,
+            )
             .await;
         assert_eq!(execution.result.error, None, "{run_id}");
         assert_eq!(execution.result.rows, vec![vec![json!(tickets())]]);
@@ -787,6 +799,7 @@ async fn k8s_the_fake_api_server_validates_and_scopes_like_a_real_one() {
         NAMESPACE,
         "r1",
         &request(&datasets_dir(), "support", "SELECT 1"),
+        orchestrator::datasets::DataRoot::Curated,
     );
     let refusal = |result: Result<Job, kube::Error>| match result {
         Err(kube::Error::Api(status)) => (status.code, status.message),

@@ -19,3 +19,4 @@ mod layers;
 mod llm_client;
 mod mcp;
 mod support;
+mod uploads;

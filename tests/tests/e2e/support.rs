@@ -208,6 +208,11 @@ impl TestServer {
         wait_until_ready(&self.url).await;
     }
 
+    /// The folder holding this server's store (and its UPLOADS_DIR, `uploads`).
+    pub fn store_path(&self) -> &Path {
+        self.store_dir.as_ref().expect("the store folder is kept until stop").path()
+    }
+
     /// Graceful shutdown; returns the store folder for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.shutdown.take() {

@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use protocol::RunRequest;
 
 use crate::config::Config;
+use crate::datasets::DataRoot;
 
 /// `app.kubernetes.io/name` of runner pods (the NetworkPolicy selects on it).
 pub const RUNNER_NAME: &str = "csv-analyst-runner";
@@ -146,7 +147,7 @@ pub fn memory_limit(config: &Config) -> String {
 }
 
 /// The Job for `request` (paths under `/data`), named after `run_id`.
-pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunRequest) -> Job {
+pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunRequest, root: DataRoot) -> Job {
     let k8s = &config.k8s;
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), RUNNER_NAME.to_string()),
@@ -167,7 +168,11 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
     ]);
     let request_json = request_json(request);
 
-    let (volumes, mounts) = match &k8s.k8s_datasets_pvc {
+    let claim = match root {
+        DataRoot::Curated => &k8s.k8s_datasets_pvc,
+        DataRoot::Uploads => &k8s.k8s_uploads_pvc,
+    };
+    let (volumes, mounts) = match claim {
         Some(claim) => (
             Some(vec![Volume {
                 name: "datasets".into(),
@@ -365,7 +370,7 @@ mod tests {
         let cfg = config(&["--run-memory-limit-mb", "128", "--runner-image", "csv-analyst-runner:dev"]);
         let mut request = RunRequest::new("support", vec![], "SELECT 1");
         request.timeout_ms = 10_500;
-        let job = build(&cfg, "csv-analyst", "run-1", &request);
+        let job = build(&cfg, "csv-analyst", "run-1", &request, DataRoot::Curated);
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.active_deadline_seconds, Some(11 + 30));
@@ -395,7 +400,7 @@ mod tests {
     #[test]
     fn a_datasets_claim_is_mounted_read_only() {
         let cfg = config(&["--k8s-datasets-pvc", "datasets"]);
-        let job = build(&cfg, "ns", "r", &RunRequest::new("d", vec![], "SELECT 1"));
+        let job = build(&cfg, "ns", "r", &RunRequest::new("d", vec![], "SELECT 1"), DataRoot::Curated);
         let pod = job.spec.unwrap().template.spec.unwrap();
         let volume = &pod.volumes.unwrap()[0];
         assert_eq!(volume.persistent_volume_claim.as_ref().unwrap().read_only, Some(true));

@@ -39,6 +39,7 @@ pub use settings::validate;
 
 use super::execution::Execution;
 use crate::config::{Config, K8sConfig};
+use crate::datasets::DataRoot;
 use crate::error::chain;
 
 /// How long `/readyz` waits for the API server's answers.
@@ -279,16 +280,36 @@ impl K8sProvider {
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 
+    /// Runner Jobs read uploads from K8S_UPLOADS_PVC, the volume the service writes
+    /// UPLOADS_DIR to.
+    pub fn uploads_supported(&self) -> Result<(), String> {
+        match self.config.k8s.k8s_uploads_pvc {
+            Some(_) => Ok(()),
+            None => Err("uploads need K8S_UPLOADS_PVC: the volume UPLOADS_DIR is on, which runner Jobs mount".into()),
+        }
+    }
+
     /// Runs `request` as a Job. `permit` is the run's concurrency slot: it is
     /// released when the Job is gone, or finished and kept for its TTL — on every
     /// path, a dropped future included.
-    pub async fn run(&self, run_id: &str, request: RunRequest, permit: OwnedSemaphorePermit) -> Execution {
+    pub async fn run(
+        &self,
+        run_id: &str,
+        request: RunRequest,
+        root: DataRoot,
+        permit: OwnedSemaphorePermit,
+    ) -> Execution {
         if let Err(message) = job::check_request_size(&request) {
             return Execution { result: RunResult::failure(ErrorType::InvalidRequest, message), job_name: None };
         }
+        if root == DataRoot::Uploads
+            && let Err(message) = self.uploads_supported()
+        {
+            return Execution { result: RunResult::failure(ErrorType::SandboxError, message), job_name: None };
+        }
         let name = job::job_name(run_id);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.namespace);
-        let spec = job::build(&self.config, &self.namespace, run_id, &request);
+        let spec = job::build(&self.config, &self.namespace, run_id, &request, root);
         let started = Instant::now();
         let job_deadline =
             Duration::from_secs(spec.spec.as_ref().and_then(|s| s.active_deadline_seconds).unwrap_or(0).max(0) as u64);

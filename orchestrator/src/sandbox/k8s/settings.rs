@@ -47,9 +47,11 @@ pub fn validate(config: &K8sConfig) -> Result<(), String> {
             "K8S_NAMESPACE={namespace:?} is not a namespace name (at most 63 lower-case letters, digits and '-')"
         ));
     }
-    for (setting, value) in
-        [("K8S_SERVICE_ACCOUNT_NAME", &config.k8s_service_account_name), ("K8S_DATASETS_PVC", &config.k8s_datasets_pvc)]
-    {
+    for (setting, value) in [
+        ("K8S_SERVICE_ACCOUNT_NAME", &config.k8s_service_account_name),
+        ("K8S_DATASETS_PVC", &config.k8s_datasets_pvc),
+        ("K8S_UPLOADS_PVC", &config.k8s_uploads_pvc),
+    ] {
         if let Some(name) = value
             && !job::is_dns_subdomain(name)
         {
