@@ -50,7 +50,11 @@ export function onUnauthorized(listener) {
   unauthorizedListeners.push(listener);
 }
 
-/** fetch() with the token, if any, as a bearer header; a 401 tells the listeners. */
+/**
+ * fetch() with the token, if any, as a bearer header; a 401 tells the listeners. It
+ * sets no Content-Type: a FormData body gets the browser's multipart one (with its
+ * boundary), a JSON body the one its caller gives (post() below).
+ */
 export async function request(path, options) {
   const sent = getToken();
   const init = { ...(options || {}) };
@@ -136,6 +140,25 @@ export function postJson(path, body, signal) {
 /** A POST of a JSON body that asks for a text/event-stream answer (the chat's stream). */
 export function postForEvents(path, body, signal) {
   return post(path, body, 'text/event-stream', signal);
+}
+
+/**
+ * A POST of a FormData body (multipart/form-data, its Content-Type the browser's):
+ * JSON back as api(), or an ApiError with the service's type and message.
+ */
+export function postForm(path, form, signal) {
+  return api(path, { method: 'POST', headers: { Accept: 'application/json' }, body: form, signal });
+}
+
+/** A DELETE answered with no body (204); an ApiError with the service's type and message otherwise. */
+export async function apiDelete(path) {
+  let response;
+  try {
+    response = await request(path, { method: 'DELETE', headers: { Accept: 'application/json' } });
+  } catch (e) {
+    throw new ApiError('NETWORK', `The service could not be reached (${e && e.message ? e.message : e}).`, 0);
+  }
+  if (!response.ok) await readJson(response);
 }
 
 /**

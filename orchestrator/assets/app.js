@@ -17,7 +17,7 @@
 
 import { state } from './state.js';
 import { clearHistory, connectHistory, refreshHistory } from './history.js';
-import { clearDatasets, loadDatasets, selectDataset, wirePicker } from './datasets.js';
+import { clearDatasets, loadDatasets, selectDataset, wirePicker, wireUpload } from './datasets.js';
 import { connectAuth, loadMe, wireAuth } from './auth.js';
 import { loadReadiness } from './readiness.js';
 import { setMode, wireTabs } from './tabs.js';
@@ -31,6 +31,7 @@ connectAuth({ reload: loadForCaller });
 function wireControls() {
   wireAuth();
   wirePicker();
+  wireUpload();
   wireTabs();
   wireChat();
   wireEditors();

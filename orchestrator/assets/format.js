@@ -1,4 +1,4 @@
-// Formatting for display: numbers, durations, relative times, a cell's text, a
+// Formatting for display: numbers, byte sizes, durations, relative times, a cell's text, a
 // column's kind from its SQL type name, and label truncation. Pure functions, no DOM.
 //
 // May import nothing of ours (a leaf).
@@ -18,6 +18,19 @@ export function formatTick(value) {
 
 export function plural(n, one, many) {
   return `${formatNumber(n)} ${n === 1 ? one : many}`;
+}
+
+/** A size in bytes as B, KB, MB or GB (powers of 1024). */
+export function formatBytes(bytes) {
+  if (typeof bytes !== 'number' || !Number.isFinite(bytes)) return '';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 export function formatMs(ms) {

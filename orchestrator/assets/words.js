@@ -45,6 +45,13 @@ const ERROR_WORDS = {
   METHOD_NOT_ALLOWED: 'The service does not accept this request.',
   STREAM_CUT: 'The answer stopped before it was complete.',
   NETWORK: 'The service could not be reached.',
+  INVALID_UPLOAD: 'The upload is not valid.',
+  DATASET_EXISTS: 'A dataset with this id exists already: choose another id.',
+  UPLOAD_TOO_LARGE: 'The upload is larger than the service accepts.',
+  QUOTA_EXCEEDED: 'The upload would take your datasets past your storage quota: delete an upload first.',
+  UPLOAD_INVALID: 'A file could not be read as a table.',
+  FORBIDDEN: 'You may not do this.',
+  UPLOADS_UNAVAILABLE: 'This service does not take uploads.',
 };
 
 export const STATUS_WORDS = {
