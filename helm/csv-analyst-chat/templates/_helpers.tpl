@@ -116,3 +116,35 @@ auth.allowUnauthenticatedIngress says that is meant.
 {{- fail "ingress.enabled=true with auth.anonymous=run lets anyone reaching the ingress run queries without a token. Set auth.anonymous=deny, or auth.allowUnauthenticatedIngress=true to publish anonymous querying on purpose (with auth.anonymousDatasets to narrow it)" }}
 {{- end }}
 {{- end }}
+
+{{/* Where the uploads claim is mounted in the orchestrator: UPLOADS_DIR. */}}
+{{- define "csv-analyst-chat.uploadsDir" -}}
+/var/lib/csv-analyst/uploads
+{{- end }}
+
+{{/* The uploads claim: uploads.persistence.existingClaim, else the one the chart creates. */}}
+{{- define "csv-analyst-chat.uploadsClaimName" -}}
+{{- default (printf "%s-uploads" (include "csv-analyst-chat.fullname" .)) .Values.uploads.persistence.existingClaim }}
+{{- end }}
+
+{{/* "true" when runs are Kubernetes Jobs (env.SANDBOX_PROVIDER=k8s), else empty. */}}
+{{- define "csv-analyst-chat.k8sProvider" -}}
+{{- if eq (toString (get .Values.env "SANDBOX_PROVIDER")) "k8s" }}true{{ end }}
+{{- end }}
+
+{{/* Upload values that cannot work: refused at render, not found out when data is lost. */}}
+{{- define "csv-analyst-chat.validateUploads" -}}
+{{- if .Values.uploads.enabled }}
+{{- if not .Values.persistence.enabled }}
+{{- fail "uploads.enabled=true needs persistence.enabled=true: the uploads' records are in the run store, and at every start the service sets aside the uploaded folders it has no record of, so with a run store that lives as long as the pod every restart would unlist every upload" }}
+{{- end }}
+{{- if include "csv-analyst-chat.k8sProvider" . }}
+{{- if ne (include "csv-analyst-chat.jobsNamespace" .) .Release.Namespace }}
+{{- fail (printf "uploads.enabled=true with env.K8S_NAMESPACE=%s: runner Jobs mount the uploads claim, and a pod can only mount a claim of its own namespace, but the orchestrator's is %s. Run the Jobs in the release's namespace (unset env.K8S_NAMESPACE or set it to %s)" (include "csv-analyst-chat.jobsNamespace" .) .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- if and (not .Values.uploads.persistence.existingClaim) (has "ReadWriteOncePod" .Values.uploads.persistence.accessModes) }}
+{{- fail "uploads.persistence.accessModes has ReadWriteOncePod: runner Jobs mount the uploads claim while the orchestrator holds it; use ReadWriteMany (or ReadWriteOnce with every pod on one node)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
