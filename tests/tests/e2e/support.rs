@@ -428,6 +428,21 @@ impl BinaryService {
         wait_until_ready(&self.url).await;
     }
 
+    /// The process's resident and peak resident memory (VmRSS, VmHWM), in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| -> u64 {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Sets the process's peak resident memory (VmHWM) to what it holds now.
+    pub fn reset_peak_memory(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
     /// Waits for the process to exit on its own.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()

@@ -508,3 +508,50 @@ async fn an_upload_is_its_owners_and_unknown_to_everyone_else() {
     assert_eq!(status, 204);
     assert!(uploaded_ids(&server.url, alice).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_upload_streams_to_disk_without_growing_the_service() {
+    let store = tempfile::tempdir().unwrap();
+    let service = BinaryService::start(store.path(), &[]);
+    service.wait_ready().await;
+    // 200 MB of CSV, then a field the service refuses only once the file is on disk:
+    // everything streams and is written, and nothing runs in the sandbox (whose memory
+    // would count in the service's).
+    let row = b"12345,some words in a row,2024-01-02\n";
+    let mut csv = b"n,words,day\n".to_vec();
+    while csv.len() < 200 << 20 {
+        csv.extend_from_slice(row);
+    }
+    let Form { boundary, mut body } = form("big", &[("big.csv", csv)]);
+    body.truncate(body.len() - format!("--{boundary}--\r\n").len());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nx\r\n--{boundary}--\r\n")
+            .as_bytes(),
+    );
+    // The peak counts from here: not the module's load before.
+    service.reset_peak_memory();
+    let (rss_before, peak_before) = service.memory();
+    assert!(peak_before < rss_before + (8 << 20), "the peak was reset: {peak_before} vs {rss_before}");
+    let started = Instant::now();
+    let response = client()
+        .post(format!("{}/datasets", service.url))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let refusal: Value = response.json().await.unwrap();
+    assert_eq!((status, refusal["error"]["type"].as_str()), (400, Some("INVALID_UPLOAD")), "{refusal}");
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("extra"), "{refusal}");
+    let (_, peak) = service.memory();
+    let grew = peak.saturating_sub(rss_before);
+    eprintln!(
+        "a 200 MB upload: peak RSS {} MiB over {} MiB before, in {:?}",
+        grew >> 20,
+        rss_before >> 20,
+        started.elapsed()
+    );
+    assert!(grew < 64 << 20, "the service grew by {} MiB while a 200 MB body streamed through it", grew >> 20);
+    assert_uploads_dir(&store.path().join("uploads"), &[]).await;
+}
