@@ -211,6 +211,15 @@ async fn a_csv_and_a_parquet_upload_are_typed_joined_kept_across_a_restart_and_d
     assert_eq!(run["result"]["rows"], json!([[1]]), "{run}");
     let (_, run) = query(&service.url, None, "shop", "SELECT name FROM customers WHERE vip AND signup IS NULL").await;
     assert_eq!(run["result"]["rows"], json!([["Cy"]]), "{run}");
+    // A plan over the Parquet table, and the CSV export of a run on the upload.
+    let plan = json!({"table": "orders", "select": [{"agg": "sum", "column": "amount", "as": "total"}],
+                      "filters": [{"column": "customer_id", "op": "=", "value": 1}]});
+    let body = json!({"dataset_id": "shop", "query_type": "plan", "plan": plan});
+    let (status, planned) = call(&service.url, reqwest::Method::POST, "/runs", None, Some(body)).await;
+    assert_eq!((status, &planned["result"]["rows"]), (200, &json!([[6.5]])), "{planned}");
+    let export = client().get(format!("{}/runs/{}/result.csv", service.url, run["run_id"].as_str().unwrap()));
+    let csv = export.send().await.unwrap().text().await.unwrap();
+    assert_eq!(csv, "name\nCy\n");
     let (status, schema) = call(&service.url, reqwest::Method::GET, "/datasets/shop/schema", None, None).await;
     assert_eq!(status, 200, "{schema}");
     assert_eq!(schema["tables"][1]["name"], "orders");
