@@ -62,8 +62,11 @@ fn same(data: &[u8], schema: &SchemaRef, projection: &[usize], options: &Options
 
 /// Whether two errors say the same. One detail arrow-csv words by the state of its own
 /// read buffer: a row with too many fields "got 3" or "got more than 2" fields depending
-/// on where the buffer ended. Those two agree when the count exceeds the bound; the line,
-/// the expected count and everything else must match exactly.
+/// on where the buffer ended. Those two agree when the count exceeds the bound, and two
+/// bounds always agree (both are true of a row with more fields than either: read with
+/// buffers of different sizes, as the fast path's fallback and the reference here are, a
+/// row may be cut at different fields); the line, the expected count and everything else
+/// must match exactly.
 fn same_error(a: &str, b: &str) -> bool {
     if a == b {
         return true;
@@ -77,6 +80,7 @@ fn same_error(a: &str, b: &str) -> bool {
     let exactly = |got: &str| got.parse::<usize>().ok();
     let agree = match (more_than(&got_a), exactly(&got_a), more_than(&got_b), exactly(&got_b)) {
         (Some(bound), _, _, Some(count)) | (_, Some(count), Some(bound), _) => count > bound,
+        (Some(_), _, Some(_), _) => true,
         _ => false,
     };
     head_a == head_b && agree
@@ -87,9 +91,11 @@ fn too_many_fields_may_be_worded_two_ways_but_not_more() {
     let got = |s: &str| format!("Csv error: incorrect number of fields for line 3, expected 2 got {s}");
     assert!(same_error(&got("3"), &got("more than 2")));
     assert!(same_error(&got("more than 2"), &got("5")));
+    assert!(same_error(&got("more than 3"), &got("more than 2")));
     assert!(!same_error(&got("3"), &got("4")));
     assert!(!same_error(&got("1"), &got("more than 2")));
     assert!(!same_error(&got("3"), &got("more than 2").replace("line 3", "line 4")));
+    assert!(!same_error(&got("more than 3"), &got("more than 2").replace("expected 2", "expected 1")));
 }
 
 fn lossy(data: &[u8]) -> String {
