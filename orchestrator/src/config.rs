@@ -86,7 +86,8 @@ pub struct Config {
     #[arg(long, env = "UPLOAD_QUOTA_BYTES", default_value_t = 5 << 30, global = true)]
     pub upload_quota_bytes: u64,
 
-    /// Time limit of the sandbox run that reads and types an upload.
+    /// Time limit of the sandbox run that reads and types an upload (1 to 3600); an
+    /// upload also waits at most this long for a run slot.
     #[arg(long, env = "UPLOAD_TIMEOUT_SECONDS", default_value_t = 120.0, global = true)]
     pub upload_timeout_seconds: f64,
 
@@ -572,6 +573,10 @@ pub struct K8sConfig {
     #[arg(long, env = "K8S_SERVICE_ACCOUNT_NAME", global = true)]
     pub k8s_service_account_name: Option<String>,
 
+    /// Secrets runner pods pull the runner image with (comma-separated names).
+    #[arg(long, env = "K8S_IMAGE_PULL_SECRETS", value_delimiter = ',', global = true)]
+    pub k8s_image_pull_secrets: Vec<String>,
+
     /// Jobs running at once (the k8s provider's MAX_CONCURRENT_RUNS).
     #[arg(long, env = "K8S_MAX_CONCURRENT_JOBS", default_value_t = 16, global = true)]
     pub k8s_max_concurrent_jobs: usize,
@@ -666,8 +671,8 @@ impl Config {
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS must be at least 1".into());
         }
-        if !(self.upload_timeout_seconds.is_finite() && self.upload_timeout_seconds >= 1.0) {
-            return Err("UPLOAD_TIMEOUT_SECONDS must be at least 1".into());
+        if !(self.upload_timeout_seconds.is_finite() && (1.0..=3600.0).contains(&self.upload_timeout_seconds)) {
+            return Err("UPLOAD_TIMEOUT_SECONDS must be between 1 and 3600: the run it limits holds a run slot".into());
         }
         if self.upload_max_bytes == 0 || self.upload_quota_bytes == 0 {
             return Err("UPLOAD_MAX_BYTES and UPLOAD_QUOTA_BYTES must be at least 1".into());

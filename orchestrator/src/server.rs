@@ -54,7 +54,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
     }
     let hashing = catalog.clone();
-    tokio::task::spawn_blocking(move || hashing.compute_missing_hashes());
+    if config.sandbox_provider == ProviderKind::K8s {
+        // Runner Jobs check their files against these before every run: hashed
+        // before the first run is accepted.
+        tokio::task::spawn_blocking(move || hashing.compute_hashes(true)).await.context("cannot hash the datasets")?;
+    } else {
+        tokio::task::spawn_blocking(move || hashing.compute_hashes(false));
+    }
 
     let llm = LlmClient::from_config(&config.llm).map_err(anyhow::Error::msg).context("invalid LLM settings")?;
     let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));

@@ -14,7 +14,10 @@ pub mod registry;
 mod request;
 mod result;
 
-pub use request::{ColumnDecl, ColumnType, RequestKind, RunRequest, TableFile, defaults, describe_limits};
+pub use request::{
+    ColumnDecl, ColumnType, ExpectedVersion, RequestKind, RunRequest, TableFile, defaults, describe_limits,
+    is_parquet_path,
+};
 pub use result::{ErrorType, RunError, RunResult, RunStats, RunStatus};
 
 /// The directory the dataset is mounted at inside the sandbox (and inside the

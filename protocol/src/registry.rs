@@ -257,7 +257,11 @@ impl DatasetFile {
     }
 
     /// The declared types the guest should use, for the columns whose type it knows.
+    /// None for a Parquet file: its own schema is its types (and a request stays small).
     pub fn column_decls(&self) -> Vec<ColumnDecl> {
+        if crate::is_parquet_path(&self.path) {
+            return Vec::new();
+        }
         self.columns()
             .into_iter()
             .filter_map(|c| {

@@ -61,6 +61,26 @@ pub struct RunRequest {
     pub max_output_bytes: u64,
     #[serde(default = "default_memory_limit_bytes")]
     pub memory_limit_bytes: u64,
+    /// What the dataset's files must hash to, checked by the runner before the guest
+    /// starts. Set for runner Jobs, whose files come from their image or a volume
+    /// rather than the service's own disk: a runner holding other files than the
+    /// service described refuses to answer over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<ExpectedVersion>,
+}
+
+/// A dataset's version as its manifest records it: `version_hash` over the files of
+/// the request, named as the manifest names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedVersion {
+    /// `sha256:…`, as [`crate::registry::version_hash`] makes it from every file of
+    /// the request, in the request's order.
+    pub version_hash: String,
+    /// The folder under `/data` that holds the manifest (`""` for the datasets
+    /// folder itself, `"<id>"` for an upload): the manifest names each file by its
+    /// path relative to it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_dir: String,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -88,6 +108,7 @@ impl RunRequest {
             max_rows: defaults::MAX_ROWS,
             max_output_bytes: defaults::MAX_OUTPUT_BYTES,
             memory_limit_bytes: defaults::MEMORY_LIMIT_BYTES,
+            expected_version: None,
         }
     }
 }
@@ -105,6 +126,12 @@ pub struct TableFile {
     /// declarations are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnDecl>,
+}
+
+/// Whether `path` names a Parquet file (by its extension, in any case): the guest
+/// reads it as Parquet, and any other file as CSV.
+pub fn is_parquet_path(path: &str) -> bool {
+    path.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("parquet"))
 }
 
 /// A declared column type.

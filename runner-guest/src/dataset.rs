@@ -69,7 +69,7 @@ pub fn dataset_error(message: String) -> DataFusionError {
 
 /// Whether `path` names a Parquet file (by its extension, in any case).
 pub fn is_parquet(path: &str) -> bool {
-    path.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("parquet"))
+    protocol::is_parquet_path(path)
 }
 
 /// The dataset: a DataFusion schema of CSV and Parquet tables.

@@ -34,8 +34,12 @@ pub fn request_for(dataset: &Dataset, sql: &str) -> RunRequest {
 impl Sandbox {
     /// Runs a request whose paths are `/data/...` relative to `root`, mounting only
     /// the dataset's own folder (see [`mount::narrow`]), reached from `root` without
-    /// symbolic links (see [`mount::verify_mount`]).
+    /// symbolic links (see [`mount::verify_mount`]), holding the files its
+    /// `expected_version` names, if it names one (see [`mount::check_version`]).
     pub fn run_mounted(&self, root: &Path, request: RunRequest) -> RunResult {
+        if let Err(e) = mount::check_version(root, &request) {
+            return RunResult::failure(ErrorType::DatasetError, e.to_string());
+        }
         let mount = match mount::narrow(root, request) {
             Ok(mount) => mount,
             Err(message) => return RunResult::failure(ErrorType::InvalidRequest, message),

@@ -39,6 +39,12 @@ pub enum MountError {
     FileOutside { path: String },
     #[error("the dataset file {path} is {kind}, not a regular file")]
     NotRegular { path: String, kind: &'static str },
+    #[error(
+        "the dataset's files are not the ones the service described: it expects version_hash {expected}, \
+         the files here hash to {found} (the runner's datasets differ from the service's: deploy the runner \
+         image built with the service's, or mount the same uploads volume)"
+    )]
+    VersionMismatch { expected: String, found: String },
 }
 
 /// A directory to preopen at `/data` and the request, with paths under it.
@@ -163,6 +169,37 @@ pub fn verify(data_dir: &Path, mut request: RunRequest) -> Result<Verified, Moun
         file.path = format!("{DATA_MOUNT}/{}", inner.display());
     }
     Ok(Verified { host_dir: dir, request })
+}
+
+/// Checks that the request's files, under `root`, hash to its `expected_version`
+/// (nothing to check without one). Reads every file whole, as
+/// [`open_regular_file`] opens them.
+pub fn check_version(root: &Path, request: &RunRequest) -> Result<(), MountError> {
+    use sha2::{Digest, Sha256};
+    let Some(expected) = &request.expected_version else { return Ok(()) };
+    let manifest_dir = Path::new(&expected.manifest_dir);
+    let mut names = Vec::with_capacity(request.files.len());
+    let mut digests = Vec::with_capacity(request.files.len());
+    for file in &request.files {
+        let relative =
+            relative_to_mount(&file.path).map_err(|why| MountError::File { path: file.path.clone(), why })?;
+        let name = relative.strip_prefix(manifest_dir).map_err(|_| MountError::File {
+            path: file.path.clone(),
+            why: format!("it is not in the manifest's folder {DATA_MOUNT}/{}", expected.manifest_dir),
+        })?;
+        let unreadable = |e: io::Error| MountError::File { path: file.path.clone(), why: io_reason(&e) };
+        let mut reader = open_regular_file(root, &relative).map_err(unreadable)?;
+        let mut hasher = Sha256::new();
+        io::copy(&mut reader, &mut hasher).map_err(unreadable)?;
+        names.push(name.display().to_string());
+        digests.push(format!("{:x}", hasher.finalize()));
+    }
+    let found =
+        protocol::registry::version_hash(names.iter().map(String::as_str).zip(digests.iter().map(String::as_str)));
+    if found != expected.version_hash {
+        return Err(MountError::VersionMismatch { expected: expected.version_hash.clone(), found });
+    }
+    Ok(())
 }
 
 /// Checks `dataset`'s folder and files under the datasets folder `root` as a run
@@ -378,6 +415,55 @@ mod tests {
         assert_eq!(
             check_dataset(&root, &dataset("ds/zero.csv")),
             Err(MountError::FileOutside { path: "/data/zero.csv".into() })
+        );
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn files_are_checked_against_the_version_their_manifest_records() {
+        let (_dir, root) = datasets();
+        fs::write(root.join("ds/u.csv"), "b\n2\n").unwrap();
+        let hash = |names: [&str; 2]| {
+            let digests = [sha256(b"a\n1\n"), sha256(b"b\n2\n")];
+            protocol::registry::version_hash(names.into_iter().zip(digests.iter().map(String::as_str)))
+        };
+        let expecting = |version_hash: String, manifest_dir: &str| {
+            let mut request = request(&["/data/ds/t.csv", "/data/ds/u.csv"]);
+            request.expected_version =
+                Some(protocol::ExpectedVersion { version_hash, manifest_dir: manifest_dir.into() });
+            request
+        };
+        assert_eq!(check_version(&root, &request(&["/data/ds/t.csv"])), Ok(()), "nothing to check");
+        // A curated dataset: the manifest is the datasets folder's, names are paths in it.
+        assert_eq!(check_version(&root, &expecting(hash(["ds/t.csv", "ds/u.csv"]), "")), Ok(()));
+        // An upload: the manifest is in the dataset's folder.
+        assert_eq!(check_version(&root, &expecting(hash(["t.csv", "u.csv"]), "ds")), Ok(()));
+
+        let recorded = hash(["t.csv", "u.csv"]);
+        fs::write(root.join("ds/u.csv"), "b\n3\n").unwrap();
+        let Err(MountError::VersionMismatch { expected, found }) =
+            check_version(&root, &expecting(recorded.clone(), "ds"))
+        else {
+            panic!("a changed file must be refused");
+        };
+        assert_eq!(expected, recorded);
+        assert!(found.starts_with("sha256:") && found != recorded, "{found}");
+        let message = check_version(&root, &expecting(recorded.clone(), "ds")).unwrap_err().to_string();
+        assert!(message.contains("not the ones the service described"), "{message}");
+
+        let outside = check_version(&root, &expecting(recorded.clone(), "other")).unwrap_err();
+        assert!(matches!(outside, MountError::File { ref why, .. } if why.contains("manifest's folder")), "{outside}");
+        std::os::unix::fs::symlink("/dev/zero", root.join("ds/u.csv.zero")).unwrap();
+        fs::remove_file(root.join("ds/u.csv")).unwrap();
+        std::os::unix::fs::symlink("u.csv.zero", root.join("ds/u.csv")).unwrap();
+        let zero = check_version(&root, &expecting(recorded, "ds")).unwrap_err();
+        assert!(
+            matches!(zero, MountError::File { ref why, .. } if why.contains("outside")),
+            "never reads /dev/zero: {zero}"
         );
     }
 }

@@ -202,6 +202,30 @@ fn exec(request: serde_json::Value) -> Output {
 }
 
 #[test]
+fn exec_checks_the_files_against_the_version_the_service_expects() {
+    let registry = protocol::registry::Registry::load(&datasets()).unwrap();
+    let dataset = registry.dataset("support").unwrap();
+    let mut request = runner_host::request_for(dataset, "SELECT COUNT(*) FROM tickets");
+    let recorded = dataset.version_hash.clone().expect("the generator records version hashes");
+    request.expected_version =
+        Some(protocol::ExpectedVersion { version_hash: recorded.clone(), manifest_dir: String::new() });
+    let r = result(&exec(serde_json::to_value(&request).unwrap()));
+    assert_eq!(r.status, RunStatus::Success, "{r:?}");
+    assert_eq!(r.rows, vec![vec![serde_json::json!(csv_rows("support/tickets.csv"))]]);
+
+    // Files other than the ones the service hashed: refused before the guest runs.
+    let other = format!("sha256:{}", "0".repeat(64));
+    request.expected_version =
+        Some(protocol::ExpectedVersion { version_hash: other.clone(), manifest_dir: String::new() });
+    let r = result(&exec(serde_json::to_value(&request).unwrap()));
+    assert_eq!(r.status, RunStatus::Error);
+    let error = r.error.unwrap();
+    assert_eq!(error.error_type, ErrorType::DatasetError);
+    assert!(error.message.contains(&other) && error.message.contains(&recorded), "{}", error.message);
+    assert!(r.rows.is_empty());
+}
+
+#[test]
 fn exec_reads_the_request_from_the_environment_and_prints_one_line() {
     let output = exec(serde_json::json!({
         "dataset_id": "ecommerce",

@@ -92,7 +92,7 @@ pub async fn upload_dataset(
     let Some(staging) = staging else {
         return Err(Error::InvalidUpload("the upload has no `id` field".into()).into());
     };
-    let view = uploads.publish(staging, description).await?;
+    let view = uploads.publish(staging, description, caller.client.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

@@ -24,7 +24,9 @@ pub struct Catalog {
     curated: Vec<Arc<CatalogEntry>>,
     /// Uploaded datasets, oldest first.
     uploaded: RwLock<Vec<Arc<CatalogEntry>>>,
-    /// Version hashes computed from the files, for datasets whose registry entry has none.
+    /// Version hashes computed from the service's own files with our formula
+    /// ([`hash_dataset`]): for datasets whose registry entry has none, and for every
+    /// curated dataset when runners check their files ([`Catalog::compute_hashes`]).
     computed: RwLock<HashMap<String, String>>,
 }
 
@@ -119,7 +121,7 @@ impl Catalog {
     }
 
     /// The dataset's version hash: the registry's, else the computed one (once
-    /// [`Catalog::compute_missing_hashes`] has run).
+    /// [`Catalog::compute_hashes`] has run).
     pub fn version_hash(&self, dataset: &Dataset) -> Option<String> {
         dataset
             .version_hash
@@ -127,10 +129,24 @@ impl Catalog {
             .or_else(|| self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&dataset.id).cloned())
     }
 
-    /// Hashes the files of curated datasets whose registry entry has no version hash,
-    /// with the generator's formula. Reads every such file: call it off the async runtime.
-    pub fn compute_missing_hashes(&self) {
-        for dataset in self.curated.iter().filter(|d| d.version_hash.is_none()) {
+    /// What a runner must find the dataset's files hash to: for a curated dataset,
+    /// what the service's own copy hashes to (a registry's recorded hash may come
+    /// from another formula), once [`Catalog::compute_hashes`] has hashed it; for an
+    /// upload, the hash its manifest records (the service computed it at upload).
+    pub fn expected_version(&self, entry: &CatalogEntry) -> Option<protocol::ExpectedVersion> {
+        let version_hash = match entry.source {
+            Source::Curated => self.computed.read().unwrap_or_else(|p| p.into_inner()).get(&entry.id).cloned(),
+            Source::Uploaded(_) => entry.version_hash.clone(),
+        }?;
+        Some(protocol::ExpectedVersion { version_hash, manifest_dir: entry.manifest_dir() })
+    }
+
+    /// Hashes the files of curated datasets with the generator's formula: those whose
+    /// registry entry has no version hash or, with `every`, all of them (for runners
+    /// that check their files against the service's). Reads every such file: call it
+    /// off the async runtime.
+    pub fn compute_hashes(&self, every: bool) {
+        for dataset in self.curated.iter().filter(|d| every || d.version_hash.is_none()) {
             match hash_dataset(&self.dir, dataset) {
                 Ok(hash) => {
                     self.computed.write().unwrap_or_else(|p| p.into_inner()).insert(dataset.id.clone(), hash);
@@ -197,8 +213,32 @@ mod tests {
         let catalog = Catalog::load(dir.path()).unwrap();
         let ds = catalog.dataset("x").unwrap();
         assert_eq!(catalog.version_hash(&ds), None);
-        catalog.compute_missing_hashes();
+        catalog.compute_hashes(false);
         assert!(catalog.version_hash(&ds).unwrap().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn runners_are_sent_what_the_services_own_files_hash_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.csv"), "a\n1\n").unwrap();
+        std::fs::write(
+            dir.path().join("registry.json"),
+            r#"{"datasets":[{"id":"x","version_hash":"sha256:another-formula","files":[{"name":"t.csv","path":"t.csv"}]}]}"#,
+        )
+        .unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let ds = catalog.dataset("x").unwrap();
+        catalog.compute_hashes(false);
+        assert_eq!(catalog.expected_version(&ds), None, "a recorded hash is not recomputed by default");
+        catalog.compute_hashes(true);
+        let expected = catalog.expected_version(&ds).unwrap();
+        assert_eq!(expected.version_hash, hash_dataset(dir.path(), &ds).unwrap());
+        assert_eq!(expected.manifest_dir, "");
+        assert_eq!(
+            catalog.version_hash(&ds).as_deref(),
+            Some("sha256:another-formula"),
+            "the listing keeps the registry's"
+        );
     }
 
     #[test]
@@ -224,7 +264,7 @@ mod tests {
         let fifo = hash_dataset(catalog.dir(), &catalog.dataset("fifo").unwrap()).unwrap_err();
         assert_eq!(fifo.to_string(), "fifo.csv: it is a FIFO, not a regular file");
         assert!(hash_dataset(catalog.dir(), &catalog.dataset("alias").unwrap()).is_ok(), "a link inside is fine");
-        catalog.compute_missing_hashes();
+        catalog.compute_hashes(false);
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
         assert_eq!(catalog.version_hash(&catalog.dataset("zero").unwrap()), None);
         assert_eq!(catalog.version_hash(&catalog.dataset("fifo").unwrap()), None);

@@ -46,6 +46,16 @@ impl CatalogEntry {
         }
     }
 
+    /// The folder under the data root that holds the dataset's manifest, which names
+    /// its files relative to it: the data root itself for a curated dataset (its
+    /// `registry.json`), the dataset's own folder for an upload.
+    pub fn manifest_dir(&self) -> String {
+        match self.source {
+            Source::Curated => String::new(),
+            Source::Uploaded(_) => self.dataset.id.clone(),
+        }
+    }
+
     /// The uploader, for an uploaded dataset.
     pub fn owner(&self) -> Option<&str> {
         match &self.source {

@@ -132,7 +132,7 @@ impl Runs {
     async fn sandbox_query(&self, dataset: &CatalogEntry, sql: &str) -> Result<protocol::RunResult, Error> {
         let permit = self.admission().acquire_slot().await?;
         let limits = Limits { max_rows: SAMPLE_ROWS, ..Limits::service(self.settings()) };
-        let request = self.settings().request(dataset, sql, limits);
+        let request = self.request(dataset, sql, limits);
         let run_id = uuid::Uuid::new_v4().to_string();
         Ok(self.provider().run(&run_id, request, dataset.root(), permit).await.result)
     }
@@ -149,7 +149,9 @@ impl Runs {
         timeout: Duration,
     ) -> Result<protocol::RunResult, Error> {
         self.provider().accepting().map_err(Error::SandboxNotReady)?;
-        let permit = self.admission().acquire_slot().await?;
+        // The whole body has arrived: waiting for a slot (as long as the run itself
+        // may take) beats refusing an upload its client would have to send again.
+        let permit = self.admission().acquire_slot_within(timeout).await?;
         let columns = files.len() * describe_limits::MAX_COLUMNS;
         let mut request = RunRequest::new(dataset_id, files, "");
         request.kind = RequestKind::Describe;

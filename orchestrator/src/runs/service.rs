@@ -27,7 +27,7 @@ use super::admission::{Admission, ClientTicket};
 use super::limits::{Limits, RunSettings};
 use super::submission::{Origin, Query, RunSubmission};
 use crate::access::Principal;
-use crate::datasets::{Catalog, SchemaView};
+use crate::datasets::{Catalog, CatalogEntry, SchemaView};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan;
@@ -119,6 +119,16 @@ impl Runs {
     /// Forgets a cached schema (after a computation that hit a failing table).
     pub fn forget_schema(&self, dataset_id: &str) {
         self.inner.schemas.lock().unwrap_or_else(|p| p.into_inner()).remove(dataset_id);
+    }
+
+    /// The sandbox request for `sql` over `dataset` under `limits`; for a provider
+    /// whose runner checks its files, with the version they must have.
+    pub(super) fn request(&self, dataset: &CatalogEntry, sql: &str, limits: Limits) -> protocol::RunRequest {
+        let mut request = self.settings().request(dataset, sql, limits);
+        if self.provider().checks_versions() {
+            request.expected_version = self.catalog().expected_version(dataset);
+        }
+        request
     }
 
     /// Accepts, checks, runs and records one query; returns the finished run.
@@ -213,7 +223,7 @@ impl Runs {
         run.started_at = Some(now());
         self.store().insert(&run).await?;
 
-        let request = self.settings().request(&dataset, &sql, limits);
+        let request = self.request(&dataset, &sql, limits);
         let root = dataset.root();
         let owned = self.clone();
         // The run's own task: it finishes and records the run even when the caller's

@@ -53,6 +53,22 @@ impl Provider {
         }
     }
 
+    /// Whether the runner checks a request's files against the dataset's version hash
+    /// before it runs: runner Jobs do (their files come from their image or a volume);
+    /// the local sandbox reads the files the service itself hashed.
+    pub fn checks_versions(&self) -> bool {
+        matches!(self, Provider::K8s(_))
+    }
+
+    /// Whether `request` can be sent to a runner at all (a runner Job's request
+    /// travels in an environment variable, which Linux caps at 128 KiB).
+    pub fn check_request(&self, request: &RunRequest) -> Result<(), String> {
+        match self {
+            Provider::Local(_) => Ok(()),
+            Provider::K8s(_) => k8s::job::check_request_size(request),
+        }
+    }
+
     /// Whether uploaded datasets can be run here: the local sandbox reads
     /// UPLOADS_DIR; runner Jobs need K8S_UPLOADS_PVC, the same volume the service
     /// writes uploads to.

@@ -25,6 +25,8 @@ const STAGING_PREFIX: &str = ".staging-";
 const DELETING_PREFIX: &str = ".deleting-";
 /// Published folders found without a record at start-up.
 const UNRECORDED_PREFIX: &str = ".unrecorded-";
+/// Uploads one owner may have under way at once.
+pub const MAX_UPLOADS_UNDER_WAY: usize = 2;
 
 /// UPLOADS_DIR, UPLOAD_MAX_BYTES, UPLOAD_QUOTA_BYTES, UPLOAD_TIMEOUT_SECONDS.
 #[derive(Debug, Clone)]
@@ -59,6 +61,9 @@ struct Inner {
     settings: UploadSettings,
     runs: Runs,
     reservations: Reservations,
+    /// Held from the last quota check to the catalogue: publishing is one at a time,
+    /// so two uploads of one owner cannot both pass the quota on stale figures.
+    publishing: tokio::sync::Mutex<()>,
 }
 
 impl Uploads {
@@ -74,7 +79,14 @@ impl Uploads {
         tokio::task::spawn_blocking(move || remove_leftovers(&cleanup_dir, &recorded))
             .await
             .map_err(|e| format!("cannot clean UPLOADS_DIR: {e}"))?;
-        let uploads = Uploads { inner: Arc::new(Inner { settings, runs, reservations: Reservations::default() }) };
+        let uploads = Uploads {
+            inner: Arc::new(Inner {
+                settings,
+                runs,
+                reservations: Reservations::default(),
+                publishing: tokio::sync::Mutex::new(()),
+            }),
+        };
         for record in records {
             match uploads.load(&record) {
                 Ok(entry) => {
@@ -112,8 +124,22 @@ impl Uploads {
         Ok(entry(dataset, record))
     }
 
-    /// Begins an upload of `id` for `principal`: the id must be free (not a curated
-    /// dataset's, not an upload's, not being uploaded), and the owner under quota.
+    /// Bytes of `owner`'s published uploads.
+    fn published_bytes(&self, owner: &str) -> u64 {
+        self.runs()
+            .catalog()
+            .datasets()
+            .iter()
+            .filter_map(|d| match &d.source {
+                Source::Uploaded(upload) if upload.owner == owner => Some(upload.size_bytes),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// Begins an upload of `id` for `principal`. The id must be free (not a curated
+    /// dataset's, not an upload's, not being uploaded), the owner under quota and
+    /// with fewer than [`MAX_UPLOADS_UNDER_WAY`] uploads under way.
     pub fn begin(&self, id: &str, principal: &Principal) -> Result<Staging, Error> {
         if principal.via == Via::Anonymous {
             return Err(Error::Forbidden("uploads need a token: anonymous callers may only run queries".into()));
@@ -125,16 +151,13 @@ impl Uploads {
             return Err(taken());
         }
         let owner = principal.subject.clone();
-        let published: u64 = self
-            .runs()
-            .catalog()
-            .datasets()
-            .iter()
-            .filter_map(|d| match &d.source {
-                Source::Uploaded(upload) if upload.owner == owner => Some(upload.size_bytes),
-                _ => None,
-            })
-            .sum();
+        let under_way = self.inner.reservations.count(&owner);
+        if under_way >= MAX_UPLOADS_UNDER_WAY {
+            return Err(Error::ClientLimit(format!(
+                "{owner} has {under_way} uploads under way (at most {MAX_UPLOADS_UNDER_WAY}); retry when one ends"
+            )));
+        }
+        let published = self.published_bytes(&owner);
         let used = published + self.inner.reservations.in_flight(&owner);
         let settings = self.settings();
         if used >= settings.quota_bytes {
@@ -166,11 +189,25 @@ impl Uploads {
     }
 
     /// Types and checks the staged files in the sandbox, writes the manifest, and
-    /// publishes the dataset: listed, queryable, recorded.
-    pub async fn publish(&self, mut staging: Staging, description: String) -> Result<DatasetView, Error> {
+    /// publishes the dataset: listed, queryable, recorded. The sandbox run is one of
+    /// `client`'s runs (the fairness key of MAX_RUNS_PER_CLIENT), as a query is; it
+    /// waits for the client's share, and then a slot, at most UPLOAD_TIMEOUT_SECONDS
+    /// each.
+    pub async fn publish(
+        &self,
+        mut staging: Staging,
+        description: String,
+        client: Option<&str>,
+    ) -> Result<DatasetView, Error> {
         if staging.files.is_empty() {
             return Err(Error::InvalidUpload("the upload has no file: send one or more `file` parts".into()));
         }
+        // Waiting, as for a slot, rather than refusing a body that has arrived whole.
+        let wait = self.settings().timeout;
+        let _ticket = match client {
+            Some(client) => Some(self.runs().admission().admit_within(client, wait).await?),
+            None => None,
+        };
         let folder = staging.dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let files: Vec<TableFile> = staging
             .files
@@ -223,18 +260,6 @@ impl Uploads {
             .await
             .map_err(|e| Error::UploadsUnavailable(format!("cannot write the manifest: {e}")))?;
 
-        // Publish: rename (atomic), then record; a crash between the two leaves a
-        // folder without a record, which the next start removes.
-        let published = self.settings().dir.join(&staging.id);
-        let taken = || Error::DatasetExists(format!("a dataset {:?} exists already; choose another id", staging.id));
-        if self.runs().catalog().dataset(&staging.id).is_some() {
-            return Err(taken());
-        }
-        tokio::fs::rename(&staging.dir, &published).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty => taken(),
-            _ => Error::UploadsUnavailable(format!("cannot publish the upload: {e}")),
-        })?;
-        staging.dir = published.clone();
         let record = UploadRecord {
             dataset_id: staging.id.clone(),
             owner: staging.owner.clone(),
@@ -244,13 +269,42 @@ impl Uploads {
             size_bytes,
             created_at: now(),
         };
+        let entry = entry(dataset, &record);
+        // A query's request over it must reach a runner (a runner Job's travels in
+        // an environment variable): refused now rather than at every run.
+        let request = self.runs().settings().request(&entry, "SELECT 1", self.runs().limits(None, None)?);
+        self.runs().provider().check_request(&request).map_err(|why| {
+            Error::UploadInvalid(format!("the dataset's tables and columns are too many for a runner: {why}"))
+        })?;
+
+        // Publish: rename (atomic), then record; a crash between the two leaves a
+        // folder without a record, which the next start sets aside.
+        let _publishing = self.inner.publishing.lock().await;
+        let published = self.settings().dir.join(&staging.id);
+        let taken = || Error::DatasetExists(format!("a dataset {:?} exists already; choose another id", staging.id));
+        if self.runs().catalog().dataset(&staging.id).is_some() {
+            return Err(taken());
+        }
+        let owned = self.published_bytes(&staging.owner);
+        let quota = self.settings().quota_bytes;
+        if owned + size_bytes > quota {
+            return Err(Error::QuotaExceeded(format!(
+                "{}'s uploads take {owned} bytes, and this one {size_bytes} more: past UPLOAD_QUOTA_BYTES={quota}; \
+                 delete an upload first",
+                staging.owner
+            )));
+        }
+        tokio::fs::rename(&staging.dir, &published).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::DirectoryNotEmpty => taken(),
+            _ => Error::UploadsUnavailable(format!("cannot publish the upload: {e}")),
+        })?;
+        staging.dir = published.clone();
         match self.runs().store().insert_upload(&record).await {
             Ok(true) => {}
             Ok(false) => return Err(taken()),
             Err(e) => return Err(e.into()),
         }
         staging.published = true;
-        let entry = entry(dataset, &record);
         self.runs().forget_schema(&record.dataset_id);
         if !self.runs().catalog().add_upload(entry) {
             return Err(taken());

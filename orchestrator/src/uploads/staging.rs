@@ -161,6 +161,11 @@ impl Reservations {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
+    /// Uploads of `owner` under way.
+    pub(super) fn count(&self, owner: &str) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|(o, _)| o == owner).count()
+    }
+
     /// Bytes `owner`'s uploads under way have written.
     pub(super) fn in_flight(&self, owner: &str) -> u64 {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -511,3 +511,41 @@ fn chart_refuses_auth_values_it_does_not_know() {
         assert!(text.contains("schema") && text.contains(named), "{bad}: {text}");
     }
 }
+
+#[test]
+fn chart_gives_runner_jobs_its_pull_secrets_and_takes_extra_env_and_volumes() {
+    let Some(helm) = Helm::new() else { return };
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend_from_slice(&[
+        "--set-json",
+        r#"imagePullSecrets=[{"name":"regcred"},{"name":"mirror"}]"#,
+        "--set-json",
+        r#"extraEnv=[{"name":"SSL_CERT_FILE","value":"/etc/ca/ca.crt"},{"name":"FROM_SECRET","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}]"#,
+        "--set-json",
+        r#"extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]"#,
+        "--set-json",
+        r#"extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ca","readOnly":true}]"#,
+    ]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let pod = &find(&docs, "Deployment", "csv-analyst-csv-analyst-chat")["spec"]["template"]["spec"];
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}, {"name": "mirror"}]));
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "K8S_IMAGE_PULL_SECRETS"), Some(json!("regcred,mirror")), "runner Jobs pull with them");
+    assert_eq!(env_value(&env, "SSL_CERT_FILE"), Some(json!("/etc/ca/ca.crt")));
+    let from_secret = env.iter().find(|e| e["name"] == "FROM_SECRET").unwrap();
+    assert_eq!(from_secret["valueFrom"]["secretKeyRef"], json!({"name": "s", "key": "k"}));
+    assert!(pod["volumes"].as_array().unwrap().contains(&json!({"name": "ca", "configMap": {"name": "corp-ca"}})));
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(mounts.contains(&json!({"name": "ca", "mountPath": "/etc/ca", "readOnly": true})), "{mounts:?}");
+
+    // Without pull secrets nothing is passed on; a mount without a path is refused.
+    let env = container_env(&documents(&helm.template(SEED_FLAGS)));
+    assert_eq!(env_value(&env, "K8S_IMAGE_PULL_SECRETS"), None);
+    let mut args = vec!["template", "csv-analyst", "./helm/csv-analyst-chat", "-n", "csv-analyst"];
+    args.extend_from_slice(SEED_FLAGS);
+    args.extend_from_slice(&["--set-json", r#"extraVolumeMounts=[{"name":"ca"}]"#]);
+    let (ok, text) = helm.run(&args);
+    assert!(!ok && text.contains("mountPath"), "{text}");
+}

@@ -92,33 +92,44 @@ fn runner_image_answers_the_seed_query_in_a_locked_down_container() {
     );
 
     let registry = Registry::load(&datasets_dir()).unwrap();
-    let request =
-        runner_host::request_for(registry.dataset("support").unwrap(), "SELECT COUNT(*) AS ticket_count FROM tickets");
-    let request_json = serde_json::to_string(&request).unwrap();
-    let output = engine.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--read-only",
-        "--user",
-        "1000:1000",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "-e",
-        &format!("RUNNER_REQUEST_JSON={request_json}"),
-        &image,
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "docker run failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout:?}");
-    let result: RunResult = serde_json::from_str(&stdout).unwrap();
+    let dataset = registry.dataset("support").unwrap();
+    let mut request = runner_host::request_for(dataset, "SELECT COUNT(*) AS ticket_count FROM tickets");
+    // As the service sends it: the image's baked files must hash to the service's.
+    let version_hash = dataset.version_hash.clone().expect("the generator records version hashes");
+    request.expected_version = Some(protocol::ExpectedVersion { version_hash, manifest_dir: String::new() });
+    let run_in_image = |request: &protocol::RunRequest| -> RunResult {
+        let request_json = serde_json::to_string(request).unwrap();
+        let output = engine.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-e",
+            &format!("RUNNER_REQUEST_JSON={request_json}"),
+            &image,
+        ]);
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "docker run failed: {}{stdout}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout:?}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let result = run_in_image(&request);
     assert_eq!(result.status, RunStatus::Success, "{result:?}");
     let tickets = Csv::load(&datasets_dir().join("support/tickets.csv")).rows.len();
     assert_eq!(result.rows, vec![vec![serde_json::json!(tickets)]]);
     assert!(result.stats.instantiate_ms.is_some());
+    // A service that described other files than the image holds: refused.
+    request.expected_version.as_mut().unwrap().version_hash = format!("sha256:{}", "0".repeat(64));
+    let refused = run_in_image(&request);
+    assert_eq!(refused.status, RunStatus::Error);
+    assert_eq!(refused.error.map(|e| e.error_type), Some(protocol::ErrorType::DatasetError));
 
     // FROM scratch: no shell to run anything else with.
     let shell = engine.docker(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", &image, "-c", "true"]);

@@ -160,6 +160,14 @@ async fn k8s_seed_query_runs_as_a_job_that_stays_visible() {
     assert_eq!(body["result"]["columns"], json!(printed.columns));
     assert_eq!(body["result"]["stats"]["peak_memory_bytes"], json!(printed.stats.peak_memory_bytes));
     assert!(fake.deletions().is_empty(), "K8S_DELETE_JOBS=false leaves cleanup to the TTL");
+    // The runner is told what the service's files hash to, and checked them.
+    let env = &fake.jobs()[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+    let request_json = env.as_array().unwrap().iter().find(|v| v["name"] == "RUNNER_REQUEST_JSON").unwrap();
+    let request: protocol::RunRequest = serde_json::from_str(request_json["value"].as_str().unwrap()).unwrap();
+    let registry = protocol::registry::Registry::load(&datasets_dir()).unwrap();
+    let expected = request.expected_version.expect("runner Jobs check their files");
+    assert_eq!(Some(expected.version_hash), registry.dataset("support").unwrap().version_hash.clone());
+    assert_eq!(expected.manifest_dir, "");
 
     let (_, record) = server.get(&format!("/runs/{run_id}")).await;
     assert_eq!(record["details"]["job_name"], json!(job_name));
@@ -167,6 +175,31 @@ async fn k8s_seed_query_runs_as_a_job_that_stays_visible() {
     assert_eq!(metric(&server, "csv_analyst_runs_in_flight").await, Some(0.0));
     // The line scripts/k8s-checklist.sh reads.
     assert_eq!(metric(&server, "csv_analyst_runs_total{status=\"succeeded\",provider=\"k8s\"}").await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn k8s_a_runner_whose_files_differ_from_the_services_refuses_to_answer() {
+    // The service's copy of the datasets has one more ticket than the runner's.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp").arg("-r").arg(datasets_dir()).arg(copy.path()).status().unwrap();
+    assert!(status.success());
+    let services = copy.path().join("datasets");
+    let tickets_csv = services.join("support/tickets.csv");
+    let mut text = std::fs::read_to_string(&tickets_csv).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    text.push_str(&last);
+    text.push('\n');
+    std::fs::write(&tickets_csv, text).unwrap();
+
+    let fake = FakeKube::start(Faults::default()).await;
+    let server = server(&fake, |c| c.datasets_dir = services.clone()).await;
+    let (code, body) = server.post_run(seed()).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["status"], "failed", "never an answer over other files: {body}");
+    let (error_type, message) = error_of(&body);
+    assert_eq!(error_type, "DATASET_ERROR");
+    assert!(message.contains("not the ones the service described"), "{message}");
+    assert_eq!(body["result"]["rows"], json!([]), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -473,6 +473,78 @@ async fn limits_quota_disconnects_and_races_leave_nothing_behind() {
     assert_uploads_dir(&uploads, &["first", "half", "twin"]).await;
 }
 
+/// An upload sent over a raw connection: the request head and the first `sent`
+/// bytes of its body now, the rest when [`finish_raw`] is called.
+async fn begin_raw(url: &str, form: &Form, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /datasets HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={}\r\nContent-Length: {}\r\n\r\n",
+        form.boundary,
+        form.body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&form.body[..sent]).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+/// Where a form's first file's bytes begin, plus two: sent that far, the upload
+/// has begun (its id is reserved) and its first file is open.
+fn into_first_file(form: &Form) -> usize {
+    let at = form.body.windows(9).position(|w| w == b"filename=").unwrap();
+    at + form.body[at..].windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + 2
+}
+
+/// Sends the rest of a [`begin_raw`] upload; its status and body.
+async fn finish_raw(mut stream: tokio::net::TcpStream, form: &Form, sent: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(&form.body[sent..]).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::String(response.clone())))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quota_counts_uploads_published_meanwhile_and_an_owner_has_two_under_way_at_most() {
+    let server = TestServer::start(|c| c.upload_quota_bytes = 150 * 1024).await;
+    let uploads = server_uploads_dir(&server);
+    let rows = |n: usize| -> Vec<u8> { (0..n).map(|i| format!("{i}\n")).collect::<String>().into_bytes() };
+    let file = |n: usize| [b"n\n".to_vec(), rows(n)].concat();
+    // Each about 88 KB: one fits the quota, two do not.
+    let late = form("late", &[("late.csv", file(15_000))]);
+    let stream = begin_raw(&server.url, &late, 10_000).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = upload(&server.url, None, form("early", &[("early.csv", file(15_000))])).await;
+    assert_eq!(status, 201, "{body}");
+    // The late one streamed within the quota as it stood when it began; at publish
+    // the early one counts, and it is refused.
+    let (status, body) = finish_raw(stream, &late, 10_000).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (413, Some("QUOTA_EXCEEDED")), "{body}");
+    assert_uploads_dir(&uploads, &["early"]).await;
+    assert_eq!(uploaded_ids(&server.url, None).await, ["early"]);
+
+    // Two uploads under way: a third of the same owner waits its turn (429).
+    let (one, two) = (form("one", &[("one.csv", file(10))]), form("two", &[("two.csv", file(10))]));
+    let (sent_one, sent_two) = (into_first_file(&one), into_first_file(&two));
+    let first = begin_raw(&server.url, &one, sent_one).await;
+    let second = begin_raw(&server.url, &two, sent_two).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = upload(&server.url, None, form("three", &[("three.csv", file(10))])).await;
+    assert_eq!((status, body["error"]["type"].as_str()), (429, Some("CLIENT_LIMIT")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("2 uploads under way"), "{body}");
+    let (a, b) = tokio::join!(finish_raw(first, &one, sent_one), finish_raw(second, &two, sent_two));
+    assert_eq!((a.0, b.0), (201, 201), "{a:?} {b:?}");
+    let (status, body) = upload(&server.url, None, form("three", &[("three.csv", file(10))])).await;
+    assert_eq!(status, 201, "{body}");
+    assert_uploads_dir(&uploads, &["early", "one", "three", "two"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_is_its_owners_and_unknown_to_everyone_else() {
     let server = TestServer::start(|c| c.auth.admin_token = Some(ApiKey::new(ADMIN))).await;

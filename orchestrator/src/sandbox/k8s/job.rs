@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EnvVar, LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -245,6 +245,12 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     service_account_name: k8s.k8s_service_account_name.clone(),
+                    image_pull_secrets: (!k8s.k8s_image_pull_secrets.is_empty()).then(|| {
+                        k8s.k8s_image_pull_secrets
+                            .iter()
+                            .map(|name| LocalObjectReference { name: name.clone() })
+                            .collect()
+                    }),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(RUNNER_UID),
@@ -366,6 +372,15 @@ mod tests {
     }
 
     #[test]
+    fn runner_pods_pull_with_the_configured_secrets() {
+        let cfg = config(&["--k8s-image-pull-secrets", "regcred,mirror.creds"]);
+        let job = build(&cfg, "ns", "r", &RunRequest::new("d", vec![], "SELECT 1"), DataRoot::Curated);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let names: Vec<String> = pod.image_pull_secrets.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["regcred", "mirror.creds"]);
+    }
+
+    #[test]
     fn the_job_is_locked_down_and_carries_the_request() {
         let cfg = config(&["--run-memory-limit-mb", "128", "--runner-image", "csv-analyst-runner:dev"]);
         let mut request = RunRequest::new("support", vec![], "SELECT 1");
@@ -379,6 +394,7 @@ mod tests {
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.automount_service_account_token, Some(false));
         assert_eq!(pod.enable_service_links, Some(false));
+        assert_eq!(pod.image_pull_secrets, None);
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));

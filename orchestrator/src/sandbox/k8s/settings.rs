@@ -60,6 +60,14 @@ pub fn validate(config: &K8sConfig) -> Result<(), String> {
             ));
         }
     }
+    for name in &config.k8s_image_pull_secrets {
+        if !job::is_dns_subdomain(name) {
+            return Err(format!(
+                "K8S_IMAGE_PULL_SECRETS names {name:?}, which is not a Secret name (lower-case letters, digits, '-' \
+                 and '.')"
+            ));
+        }
+    }
     if config.runner_image.is_empty() || config.runner_image.chars().any(char::is_whitespace) {
         return Err(format!("RUNNER_IMAGE={:?} is not an image reference", config.runner_image));
     }
@@ -179,6 +187,9 @@ mod tests {
         );
         assert!(error(&["--k8s-datasets-pvc", "data sets"]).starts_with("K8S_DATASETS_PVC=\"data sets\""));
         assert!(error(&["--k8s-service-account-name", "Runner"]).starts_with("K8S_SERVICE_ACCOUNT_NAME=\"Runner\""));
+        assert!(
+            error(&["--k8s-image-pull-secrets", "ok,Bad_Name"]).contains("\"Bad_Name\", which is not a Secret name")
+        );
         assert!(error(&["--runner-image", "a b"]).starts_with("RUNNER_IMAGE=\"a b\""));
         assert_eq!(
             error(&["--k8s-pod-start-timeout-seconds", "0"]),
