@@ -135,8 +135,11 @@ auth.allowUnauthenticatedIngress says that is meant.
 {{/* Upload values that cannot work: refused at render, not found out when data is lost. */}}
 {{- define "csv-analyst-chat.validateUploads" -}}
 {{- if .Values.uploads.enabled }}
-{{- if not .Values.persistence.enabled }}
-{{- fail "uploads.enabled=true needs persistence.enabled=true: the uploads' records are in the run store, and at every start the service sets aside the uploaded folders it has no record of, so with a run store that lives as long as the pod every restart would unlist every upload" }}
+{{- if not (or .Values.persistence.enabled (include "csv-analyst-chat.postgres" .)) }}
+{{- fail "uploads.enabled=true needs persistence.enabled=true (or store.postgres): the uploads' records are in the run store, and at every start the service sets aside the uploaded folders it has no record of, so with a run store that lives as long as the pod every restart would unlist every upload" }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.uploads.persistence.existingClaim) (not (has "ReadWriteMany" .Values.uploads.persistence.accessModes)) }}
+{{- fail "uploads.enabled=true with replicaCount > 1: every replica mounts the uploads claim, on whatever node it runs, so it must be ReadWriteMany (uploads.persistence.accessModes, or an existingClaim that is)" }}
 {{- end }}
 {{- if include "csv-analyst-chat.k8sProvider" . }}
 {{- if ne (include "csv-analyst-chat.jobsNamespace" .) .Release.Namespace }}
@@ -146,5 +149,53 @@ auth.allowUnauthenticatedIngress says that is meant.
 {{- fail "uploads.persistence.accessModes has ReadWriteOncePod: runner Jobs mount the uploads claim while the orchestrator holds it; use ReadWriteMany (or ReadWriteOnce with every pod on one node)" }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the run store is PostgreSQL (store.postgres.url or .existingSecret), else empty. */}}
+{{- define "csv-analyst-chat.postgres" -}}
+{{- with .Values.store.postgres }}
+{{- if or .url .existingSecret }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the run store is SQLite on the chart's claim (templates/pvc.yaml), else empty. */}}
+{{- define "csv-analyst-chat.sqliteClaim" -}}
+{{- if and .Values.persistence.enabled (not (include "csv-analyst-chat.postgres" .)) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the PostgreSQL URL: store.postgres.existingSecret, else the chart's. */}}
+{{- define "csv-analyst-chat.storeSecretName" -}}
+{{- default (printf "%s-store" (include "csv-analyst-chat.fullname" .) | trunc 63 | trimSuffix "-") .Values.store.postgres.existingSecret }}
+{{- end }}
+
+{{/* The key of that Secret holding the URL: existingSecretKey in an existing Secret, url in the chart's. */}}
+{{- define "csv-analyst-chat.storeSecretKey" -}}
+{{- if .Values.store.postgres.existingSecret }}{{ .Values.store.postgres.existingSecretKey }}{{ else }}url{{ end }}
+{{- end }}
+
+{{/* Where the URL's Secret is mounted, and the file RUN_STORE_URL_FILE names. */}}
+{{- define "csv-analyst-chat.storeUrlDir" -}}
+/var/run/secrets/csv-analyst-store
+{{- end }}
+{{- define "csv-analyst-chat.storeUrlFile" -}}
+{{ include "csv-analyst-chat.storeUrlDir" . }}/url
+{{- end }}
+
+{{/*
+Run store values that cannot work: refused at render. More than one replica needs a
+store they share; SQLite is one file on one pod's ReadWriteOnce volume.
+*/}}
+{{- define "csv-analyst-chat.validateStore" -}}
+{{- with .Values.store.postgres }}
+{{- if and .url .existingSecret }}
+{{- fail "store.postgres.url and store.postgres.existingSecret are both set: set one (existingSecret keeps the URL, and its password, out of the release's values)" }}
+{{- end }}
+{{- if and .existingSecret (not .existingSecretKey) }}
+{{- fail "store.postgres.existingSecretKey is empty: name the Secret's key holding the PostgreSQL URL (default url)" }}
+{{- end }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "csv-analyst-chat.postgres" .)) }}
+{{- fail "replicaCount > 1 needs a shared store: set store.postgres.url or store.postgres.existingSecret (SQLite is one file on one pod's volume)" }}
 {{- end }}
 {{- end }}

@@ -2,8 +2,9 @@
 //! flags and with defaults, passes strict schema validation, refuses typos, and
 //! carries what the runbook and the security model rely on.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -280,7 +281,15 @@ fn chart_refuses_values_it_does_not_know() {
         "env.OPENAI_API_KEY=sk-x",
         "env.PROBE_LISTEN_ADDR=0.0.0.0:9000",
         "probes.port=8000",
-        "replicaCount=3",
+        "replicaCount=-1",
+        "store.postgress.url=postgres://db/csv",
+        "store.postgres.url=mysql://db/csv",
+        "store.leaseSeconds=2",
+        "env.RUN_STORE_URL=postgres://db/csv",
+        "env.RUN_STORE_URL_FILE=/tmp/url",
+        "env.RUN_LEASE_SECONDS=45",
+        "metrics.serviceMonitor.interval=often",
+        "metrics.serviceMonitr.enabled=true",
     ] {
         let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);
         assert!(!ok, "--set {bad} rendered:\n{text}");
@@ -548,4 +557,331 @@ fn chart_gives_runner_jobs_its_pull_secrets_and_takes_extra_env_and_volumes() {
     args.extend_from_slice(&["--set-json", r#"extraVolumeMounts=[{"name":"ca"}]"#]);
     let (ok, text) = helm.run(&args);
     assert!(!ok && text.contains("mountPath"), "{text}");
+}
+
+/// The chart's full name for release csv-analyst, as `Helm::template` renders it.
+const FULLNAME: &str = "csv-analyst-csv-analyst-chat";
+
+/// `helm template` of the test's release with each of `values` as a `--set`,
+/// expected to fail: its output.
+fn template_failure(helm: &Helm, values: &[&str]) -> String {
+    let mut args = vec!["template", "csv-analyst", "./helm/csv-analyst-chat", "-n", "csv-analyst"];
+    for &value in values {
+        args.extend(["--set", value]);
+    }
+    let (ok, text) = helm.run(&args);
+    assert!(!ok, "{values:?} rendered:\n{text}");
+    text
+}
+
+/// The rendered stream without its documents of `kind`.
+fn without_kind(yaml: &str, kind: &str) -> String {
+    yaml.split("\n---\n")
+        .filter(|doc| serde_yaml_ng::from_str::<Value>(doc).ok().is_none_or(|d| d["kind"] != kind))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// kubernetes-validate's verdict (strict, Kubernetes 1.33) on a YAML stream and its
+/// report; None when the tool is missing and that is allowed (recorded as skipped).
+fn validation_report(yaml: &str) -> Option<(bool, String)> {
+    let validator = require_tool("kubernetes-validate")?;
+    let mut child = Command::new(validator)
+        .args(["--strict", "-k", "1.33.0", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    Some((output.status.success(), report))
+}
+
+/// The Deployment's `checksum/config` pod annotation, rendered with `extra`.
+fn config_checksum(helm: &Helm, extra: &[&str]) -> String {
+    let docs = documents(&helm.template(extra));
+    let deployment = find(&docs, "Deployment", FULLNAME);
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    annotations["checksum/config"].as_str().expect("a checksum/config pod annotation").to_string()
+}
+
+#[test]
+fn chart_refuses_more_than_one_replica_without_postgres() {
+    let Some(helm) = Helm::new() else { return };
+    let message = "replicaCount > 1 needs a shared store: set store.postgres.url or store.postgres.existingSecret \
+                   (SQLite is one file on one pod's volume)";
+    let cases: [&[&str]; 2] = [&["replicaCount=3"], &["replicaCount=2", "persistence.enabled=false"]];
+    for values in cases {
+        let text = template_failure(&helm, values);
+        assert!(text.contains(message), "{values:?}: {text}");
+    }
+
+    // PostgreSQL from one place only; uploads every replica mounts must be ReadWriteMany.
+    let text = template_failure(
+        &helm,
+        &["store.postgres.url=postgres://csv:pw@db:5432/csv", "store.postgres.existingSecret=csv-analyst-store"],
+    );
+    assert!(text.contains("store.postgres.url and store.postgres.existingSecret are both set"), "{text}");
+    let text = template_failure(
+        &helm,
+        &[
+            "replicaCount=2",
+            "store.postgres.existingSecret=csv-analyst-store",
+            "uploads.enabled=true",
+            "uploads.persistence.accessModes={ReadWriteOnce}",
+        ],
+    );
+    assert!(text.contains("must be ReadWriteMany"), "{text}");
+}
+
+#[test]
+fn chart_runs_several_replicas_on_postgres_from_an_existing_secret() {
+    let Some(helm) = Helm::new() else { return };
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend(["--set", "replicaCount=3", "--set", "store.postgres.existingSecret=csv-analyst-store"]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let deployment = find(&docs, "Deployment", FULLNAME);
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    // A new pod gets ready before an old one goes: no moment with fewer than 3 serving.
+    assert_eq!(
+        deployment["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
+    );
+
+    let budget = find(&docs, "PodDisruptionBudget", FULLNAME);
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(budget["spec"]["selector"]["matchLabels"], *selector);
+
+    let pod = &deployment["spec"]["template"]["spec"];
+    let spread = pod["topologySpreadConstraints"].as_array().expect("topologySpreadConstraints");
+    assert_eq!(spread.len(), 1);
+    assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(spread[0]["maxSkew"], 1);
+    assert_eq!(spread[0]["labelSelector"]["matchLabels"], *selector);
+
+    // The URL is a file from the Secret, read-only; never an env value or secretKeyRef.
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "csv-analyst-store")
+        .expect("the store's Secret is a volume");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "url", "path": "url"}]));
+    assert_ne!(volume["secret"]["optional"], true, "no Secret, no pod");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the store's Secret is mounted in the orchestrator container");
+    assert_eq!(mount["readOnly"], true);
+    assert!(mount.get("subPath").is_none(), "the whole volume");
+    let env = container_env(&docs);
+    let file = format!("{}/url", mount["mountPath"].as_str().unwrap());
+    assert_eq!(env_value(&env, "RUN_STORE_URL_FILE"), Some(json!(file)));
+    for unset in ["RUN_STORE_URL", "RUN_STORE_PATH", "RUN_LEASE_SECONDS"] {
+        assert!(env.iter().all(|e| e["name"] != unset), "{unset} rendered");
+    }
+    assert!(
+        env.iter().all(|e| e["valueFrom"]["secretKeyRef"]["name"] != "csv-analyst-store"),
+        "the URL is not read into an env var"
+    );
+
+    // No SQLite claim, created or mounted; no Secret either (both Secrets exist already).
+    assert!(docs.iter().all(|d| d["kind"] != "PersistentVolumeClaim"), "no SQLite claim");
+    assert!(
+        pod["volumes"].as_array().unwrap().iter().all(|v| v.get("persistentVolumeClaim").is_none()),
+        "no claim mounted: {}",
+        pod["volumes"]
+    );
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "existing Secrets are used, none created");
+
+    // The service may reach the database.
+    let policy = find(&docs, "NetworkPolicy", FULLNAME);
+    let database = json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 5432, "protocol": "TCP"}]});
+    assert!(policy["spec"]["egress"].as_array().unwrap().contains(&database), "{}", policy["spec"]["egress"]);
+
+    // Another key of the Secret, a lease of its own, uploads every replica mounts.
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend([
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "store.postgres.existingSecret=csv-analyst-store",
+        "--set",
+        "store.postgres.existingSecretKey=dsn",
+        "--set",
+        "store.leaseSeconds=45",
+        "--set",
+        "uploads.enabled=true",
+    ]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "csv-analyst-store");
+    let volume = volume.expect("the store's Secret is a volume");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "dsn", "path": "url"}]), "existingSecretKey");
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "RUN_LEASE_SECONDS"), Some(json!("45")));
+    assert_eq!(env_value(&env, "UPLOADS_DIR"), Some(json!("/var/lib/csv-analyst/uploads")));
+    let claims: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "PersistentVolumeClaim").collect();
+    assert_eq!(claims.len(), 1, "the uploads claim only");
+    assert_eq!(claims[0]["metadata"]["name"], format!("{FULLNAME}-uploads"));
+    assert_eq!(claims[0]["spec"]["accessModes"], json!(["ReadWriteMany"]));
+
+    assert!(env.iter().all(|e| e["name"] != "RUN_STORE_CA_FILE"), "no CA Secret, no CA file");
+
+    // The runbook's install with two replicas, with its exact flags: CloudNativePG's
+    // CA certificate, a file from its Secret.
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend([
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "store.postgres.existingSecret=csv-analyst-store",
+        "--set",
+        "store.postgres.caSecret=csv-analyst-db-ca",
+    ]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    assert_eq!(find(&docs, "Deployment", FULLNAME)["spec"]["replicas"], 2);
+    find(&docs, "PodDisruptionBudget", FULLNAME);
+    let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
+    let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "csv-analyst-db-ca");
+    let ca = ca.expect("the CA's Secret is a volume");
+    assert_eq!(ca["secret"]["items"], json!([{"key": "ca.crt", "path": "ca.crt"}]));
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    let mount = mounts.iter().find(|m| m["name"] == ca["name"]).expect("the CA's Secret is mounted");
+    let env = container_env(&docs);
+    let file = format!("{}/ca.crt", mount["mountPath"].as_str().unwrap());
+    assert_eq!(env_value(&env, "RUN_STORE_CA_FILE"), Some(json!(file)));
+}
+
+#[test]
+fn chart_keeps_a_postgres_url_it_is_given_in_a_secret_of_its_own() {
+    let Some(helm) = Helm::new() else { return };
+    let url = "postgres://csv_analyst:s3cret-pw@db.example.com:5432/csv_analyst?sslmode=require";
+    let set_url = format!("store.postgres.url={url}");
+    let yaml = helm.template(&["--set", set_url.as_str()]);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    let secret = find(&docs, "Secret", &format!("{FULLNAME}-store"));
+    assert_eq!(secret["stringData"], json!({"url": url}));
+
+    let deployment = find(&docs, "Deployment", FULLNAME);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == format!("{FULLNAME}-store"))
+        .expect("the chart's store Secret is a volume");
+    assert_eq!(volume["secret"]["items"], json!([{"key": "url", "path": "url"}]));
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "RUN_STORE_URL_FILE"), Some(json!("/var/run/secrets/csv-analyst-store/url")));
+    assert_eq!(env_value(&env, "RUN_STORE_PATH"), None);
+    let rendered = serde_json::to_string(deployment).unwrap();
+    assert!(!rendered.contains("s3cret-pw"), "the password is only in the Secret: {rendered}");
+
+    // One replica on PostgreSQL: no volume to hand over, so a rolling update, but
+    // nothing to spread or budget.
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert!(pod.get("topologySpreadConstraints").is_none());
+    assert!(docs.iter().all(|d| d["kind"] != "PodDisruptionBudget" && d["kind"] != "PersistentVolumeClaim"));
+}
+
+#[test]
+fn chart_keeps_the_sqlite_claim_and_restarts_pods_when_a_secret_changes() {
+    let Some(helm) = Helm::new() else { return };
+    let docs = documents(&helm.template(&[]));
+    let claim = find(&docs, "PersistentVolumeClaim", &format!("{FULLNAME}-runs"));
+    assert_eq!(claim["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "helm uninstall leaves it");
+    let deployment = find(&docs, "Deployment", FULLNAME);
+    // One pod and a ReadWriteOnce volume: the old pod lets go before the new one starts.
+    assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}));
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "RUN_STORE_PATH"), Some(json!("/var/lib/csv-analyst/runs.sqlite")));
+    assert!(env.iter().all(|e| e["name"] != "RUN_STORE_URL_FILE" && e["name"] != "RUN_LEASE_SECONDS"));
+    assert!(docs.iter().all(|d| d["kind"] != "PodDisruptionBudget"), "no budget for one pod");
+
+    // The pods restart when a value of the chart's Secrets changes, and only then.
+    let first = config_checksum(&helm, &["--set", "secret.openaiApiKey=sk-first"]);
+    assert_eq!(first.len(), 64, "a sha256: {first}");
+    assert_eq!(config_checksum(&helm, &["--set", "secret.openaiApiKey=sk-first"]), first);
+    assert_ne!(config_checksum(&helm, &["--set", "secret.openaiApiKey=sk-second"]), first);
+    assert_eq!(
+        config_checksum(&helm, &["--set", "secret.openaiApiKey=sk-first", "--set", "auth.anonymous=deny"]),
+        first
+    );
+    let postgres = config_checksum(&helm, &["--set", "store.postgres.url=postgres://csv:one@db:5432/csv"]);
+    assert_ne!(config_checksum(&helm, &["--set", "store.postgres.url=postgres://csv:two@db:5432/csv"]), postgres);
+}
+
+#[test]
+fn chart_renders_a_service_monitor_only_when_enabled() {
+    let Some(helm) = Helm::new() else { return };
+    let docs = documents(&helm.template(&[]));
+    assert!(docs.iter().all(|d| d["kind"] != "ServiceMonitor"), "no ServiceMonitor unless enabled");
+    assert_eq!(find(&docs, "Service", FULLNAME)["spec"]["ports"].as_array().unwrap().len(), 1);
+
+    let yaml = helm.template(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+    ]);
+    let docs = documents(&yaml);
+    let monitor = find(&docs, "ServiceMonitor", FULLNAME);
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["metadata"]["namespace"], "csv-analyst");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack", "the operator's selector finds it");
+    let service = find(&docs, "Service", FULLNAME);
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], service["spec"]["selector"], "it selects the Service");
+    assert_eq!(monitor["spec"]["namespaceSelector"], json!({"matchNames": ["csv-analyst"]}));
+    let endpoints = monitor["spec"]["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    assert_eq!(endpoints[0]["interval"], "15s");
+    // The port it names is the Service's, and leads to the probe listener's /metrics.
+    let port = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoints[0]["port"])
+        .expect("the ServiceMonitor's port is a port of the Service");
+    assert_eq!(port["targetPort"], "probe");
+    assert_eq!(port["port"], 8001);
+    let known = ["apiVersion", "kind", "metadata", "spec"];
+    assert!(monitor.as_object().unwrap().keys().all(|k| known.contains(&k.as_str())), "{monitor}");
+    let known = ["selector", "namespaceSelector", "endpoints"];
+    assert!(monitor["spec"].as_object().unwrap().keys().all(|k| known.contains(&k.as_str())), "{monitor}");
+    let known = ["port", "path", "scheme", "interval"];
+    assert!(endpoints[0].as_object().unwrap().keys().all(|k| known.contains(&k.as_str())), "{monitor}");
+
+    // kubernetes-validate has Kubernetes' own schemas only: for a ServiceMonitor it
+    // warns that it has none and passes it unchecked. So everything else is validated
+    // strictly, and the ServiceMonitor's shape is checked above (should the tool
+    // learn the CRD, it validates it too).
+    let rest = without_kind(&yaml, "ServiceMonitor");
+    let rest_docs = documents(&rest);
+    assert_eq!(rest_docs.len() + 1, docs.len(), "only the ServiceMonitor is set aside");
+    validate_strictly(&rest);
+    if let Some((passed, report)) = validation_report(&serde_yaml_ng::to_string(monitor).unwrap()) {
+        let unknown = report.contains("Couldn't find schema for kind ServiceMonitor");
+        assert!(unknown || (passed && report.contains("passed") && !report.contains("ERROR")), "{report}");
+    }
 }
