@@ -95,6 +95,28 @@ pub struct Config {
     #[arg(long, env = "RUN_STORE_PATH", default_value = ".data/runs.sqlite", global = true)]
     pub run_store_path: PathBuf,
 
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`):
+    /// runs, threads, turns, tokens and uploads' records are kept there, shared by
+    /// every replica, instead of in RUN_STORE_PATH.
+    #[arg(long, env = "RUN_STORE_URL", hide_env_values = true, global = true)]
+    pub run_store_url: Option<String>,
+
+    /// A file holding RUN_STORE_URL (a mounted Secret); whitespace around it is
+    /// ignored.
+    #[arg(long, env = "RUN_STORE_URL_FILE", global = true)]
+    pub run_store_url_file: Option<PathBuf>,
+
+    /// With PostgreSQL: PEM certificates of the CA that signed the database's TLS
+    /// certificate, trusted besides the bundled public roots (a private CA's).
+    #[arg(long, env = "RUN_STORE_CA_FILE", global = true)]
+    pub run_store_ca_file: Option<PathBuf>,
+
+    /// With PostgreSQL: how long a run stays `running` after its replica stopped
+    /// renewing it; then another replica records it failed with REPLICA_LOST (3 to
+    /// 3600).
+    #[arg(long, env = "RUN_LEASE_SECONDS", default_value_t = 30, global = true)]
+    pub run_lease_seconds: u64,
+
     /// Largest request body accepted (413 beyond).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -601,6 +623,25 @@ struct ConfigOnly {
 }
 
 impl Config {
+    /// The PostgreSQL URL, from RUN_STORE_URL or the file RUN_STORE_URL_FILE names;
+    /// `None`: the SQLite store.
+    pub fn store_url(&self) -> Result<Option<String>, String> {
+        match (&self.run_store_url, &self.run_store_url_file) {
+            (Some(_), Some(_)) => Err("set RUN_STORE_URL or RUN_STORE_URL_FILE, not both".into()),
+            (Some(url), None) => Ok(Some(url.trim().to_string())),
+            (None, Some(path)) => {
+                let url = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read RUN_STORE_URL_FILE {}: {e}", path.display()))?;
+                Ok(Some(url.trim().to_string()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn run_lease(&self) -> Duration {
+        Duration::from_secs(self.run_lease_seconds)
+    }
+
     /// UPLOADS_DIR, or `uploads` beside the run store.
     pub fn uploads_dir(&self) -> PathBuf {
         self.uploads_dir
@@ -696,6 +737,9 @@ impl Config {
         if self.max_runs_per_client == Some(0) {
             return Err("MAX_RUNS_PER_CLIENT must be at least 1".into());
         }
+        if !(3..=3600).contains(&self.run_lease_seconds) {
+            return Err("RUN_LEASE_SECONDS must be between 3 and 3600".into());
+        }
         if self.run_retention_max == 0 {
             return Err("RUN_RETENTION_MAX must be at least 1".into());
         }
@@ -712,6 +756,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_url_comes_from_the_setting_or_its_file_not_both() {
+        let mut config = Config::without_env();
+        assert_eq!(config.store_url(), Ok(None), "SQLite by default");
+        assert_eq!(config.run_lease_seconds, 30);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://u:p@db:5432/csv\n").unwrap();
+        config.run_store_url_file = Some(file.clone());
+        assert_eq!(config.store_url(), Ok(Some("postgres://u:p@db:5432/csv".into())), "trimmed");
+        config.run_store_url = Some("postgres://other".into());
+        assert!(config.store_url().unwrap_err().contains("not both"));
+        config.run_store_url_file = None;
+        assert_eq!(config.store_url(), Ok(Some("postgres://other".into())));
+        config.run_store_url_file = Some(dir.path().join("absent"));
+        config.run_store_url = None;
+        assert!(config.store_url().unwrap_err().starts_with("cannot read RUN_STORE_URL_FILE"));
+        config.run_lease_seconds = 2;
+        assert_eq!(config.validate().unwrap_err(), "RUN_LEASE_SECONDS must be between 3 and 3600");
+    }
 
     #[test]
     fn the_probe_listener_must_not_take_the_main_address() {

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod page;
 pub mod plan;
 pub mod policy;
+pub mod readiness;
 pub mod runs;
 pub mod sandbox;
 pub mod server;

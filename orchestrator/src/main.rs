@@ -140,9 +140,9 @@ fn render_job(config: &Config, dataset_id: &str, sql: &str, run_id: Option<Strin
 fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
     use orchestrator::auth::tokens;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (store, _) = orchestrator::store::SqliteStore::open(&config.run_store_path)
-        .map_err(|e| anyhow::anyhow!("cannot open RUN_STORE_PATH={}: {e}", config.run_store_path.display()))?;
     let output = runtime.block_on(async {
+        let store = orchestrator::server::open_store_beside(config).await?;
+        let store = store.as_ref();
         match command {
             TokensCommand::Create { subject, datasets, expires_in, admin } => {
                 let catalog = orchestrator::datasets::Catalog::load(&config.datasets_dir)?;
@@ -154,7 +154,7 @@ fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
                 };
                 let ids = catalog.ids();
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                let minted = tokens::create(&store, &ids, &request).await?;
+                let minted = tokens::create(store, &ids, &request).await?;
                 let r = &minted.record;
                 Ok::<_, anyhow::Error>(serde_json::json!({
                     "token": minted.token, "token_id": r.token_id, "subject": r.subject, "datasets": r.datasets,
@@ -162,11 +162,11 @@ fn tokens(config: &Config, command: TokensCommand) -> anyhow::Result<()> {
                 }))
             }
             TokensCommand::List => {
-                let list = tokens::list(&store).await?;
+                let list = tokens::list(store).await?;
                 Ok(serde_json::json!({ "tokens": list.iter().map(|t| t.view()).collect::<Vec<_>>() }))
             }
             TokensCommand::Revoke { token_id } => {
-                tokens::revoke(&store, &token_id).await?;
+                tokens::revoke(store, &token_id).await?;
                 Ok(serde_json::json!({ "revoked": token_id }))
             }
         }

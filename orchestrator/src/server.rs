@@ -30,7 +30,7 @@ use crate::metrics::{Metrics, RefusalLabels};
 use crate::runs::{RunSettings, Runs};
 use crate::sandbox::{Provider, k8s::K8sProvider, local::LocalProvider};
 use crate::state::AppState;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 use crate::uploads::{UploadSettings, Uploads};
 
 /// How often the run store is pruned and measured.
@@ -53,22 +53,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             tracing::warn!(dataset = %dataset.id, error = %e, "this dataset cannot be served");
         }
     }
-    let hashing = catalog.clone();
-    if config.sandbox_provider == ProviderKind::K8s {
-        // Runner Jobs check their files against these before every run: hashed
-        // before the first run is accepted.
-        tokio::task::spawn_blocking(move || hashing.compute_hashes(true)).await.context("cannot hash the datasets")?;
-    } else {
-        tokio::task::spawn_blocking(move || hashing.compute_hashes(false));
-    }
 
     let llm = LlmClient::from_config(&config.llm).map_err(anyhow::Error::msg).context("invalid LLM settings")?;
-    let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));
-    let (store, interrupted) = SqliteStore::open_capped(&config.run_store_path, store_cap)?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    if interrupted > 0 {
-        tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
-    }
+    let store = open_store(&config).await?;
     let provider = match config.sandbox_provider {
         ProviderKind::Local => {
             let options = SandboxOptions {
@@ -80,6 +67,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
         ProviderKind::K8s => Provider::K8s(Box::new(K8sProvider::connect(&config).await?)),
     };
+    let hashing = catalog.clone();
+    if provider.checks_versions() {
+        // Runners check their files against these before every run: hashed before
+        // the first run is accepted.
+        tokio::task::spawn_blocking(move || hashing.compute_hashes(true)).await.context("cannot hash the datasets")?;
+    } else {
+        tokio::task::spawn_blocking(move || hashing.compute_hashes(false));
+    }
     let metrics = Arc::new(Metrics::default());
     provider.use_metrics(&metrics);
     let runs = Runs::new(RunSettings::from_config(&config), catalog, store.clone(), Arc::new(provider), metrics);
@@ -95,8 +90,93 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let chat = Chat::new(runs.clone(), store, llm, config.llm.clone(), config.chat.clone());
     let state = AppState::new(config, runs, chat, auth, uploads);
     tokio::spawn(maintain_store(state.clone()));
+    if let Some(lease) = state.runs().store().lease() {
+        tokio::spawn(maintain_leases(state.clone(), lease));
+    }
+    if state.runs().store().shared() {
+        tokio::spawn(sync_uploads(state.clone()));
+    }
     tokio::spawn(record_module_load(state.clone()));
     Ok(state)
+}
+
+/// The store RUN_STORE_URL or RUN_STORE_URL_FILE names (PostgreSQL, shared by
+/// replicas), else the SQLite file RUN_STORE_PATH, whose runs left `running` by a
+/// previous process are marked interrupted.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    if let Some(url) = url {
+        let replica = replica_name();
+        let store = PostgresStore::connect(&url, config.run_store_ca_file.as_deref(), replica, config.run_lease())
+            .await
+            .context("cannot open the PostgreSQL store (RUN_STORE_URL)")?;
+        tracing::info!(replica = store.replica(), "runs are kept in PostgreSQL, shared with other replicas");
+        return Ok(Arc::new(store));
+    }
+    let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));
+    let (store, interrupted) = SqliteStore::open_capped(&config.run_store_path, store_cap)?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "marked runs left unfinished by the previous process as interrupted");
+    }
+    Ok(Arc::new(store))
+}
+
+/// The store, for a command run beside a service that may be using it
+/// (`orchestrator tokens`): nothing is marked interrupted.
+pub async fn open_store_beside(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    if let Some(url) = url {
+        let store =
+            PostgresStore::connect(&url, config.run_store_ca_file.as_deref(), replica_name(), config.run_lease())
+                .await
+                .context("cannot open the PostgreSQL store (RUN_STORE_URL)")?;
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open_unmarked(&config.run_store_path)
+        .with_context(|| format!("cannot open RUN_STORE_PATH={}", config.run_store_path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// This process's name in the runs it executes: the host's (a pod's) and a random
+/// suffix, so a restarted pod is another replica.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "orchestrator".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// A shared store's leases: renews this replica's every third of RUN_LEASE_SECONDS
+/// and ends the runs of replicas that stopped renewing theirs (REPLICA_LOST).
+async fn maintain_leases(state: AppState, lease: Duration) {
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.runs().store().maintain().await {
+            Ok(0) => {}
+            Ok(lost) => tracing::warn!(runs = lost, "runs of a replica that stopped were recorded as REPLICA_LOST"),
+            Err(e) => tracing::warn!(error = %e, "cannot renew the runs' leases"),
+        }
+    }
+}
+
+/// How often a replica on a shared store lists what other replicas uploaded or
+/// deleted.
+const UPLOADS_SYNC_EVERY: Duration = Duration::from_secs(3);
+
+async fn sync_uploads(state: AppState) {
+    let mut tick = tokio::time::interval(UPLOADS_SYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.uploads().sync().await {
+            tracing::debug!(error = %e, "cannot list the uploads' records");
+        }
+    }
 }
 
 /// Publishes the module's load time once it has loaded (local provider).

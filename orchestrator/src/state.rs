@@ -14,6 +14,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::datasets::Catalog;
 use crate::metrics::Metrics;
+use crate::readiness::ReadyChecks;
 use crate::runs::Runs;
 use crate::sandbox::Provider;
 use crate::uploads::Uploads;
@@ -30,15 +31,21 @@ struct Inner {
     chat: Chat,
     auth: Auth,
     uploads: Uploads,
+    ready_checks: ReadyChecks,
 }
 
 impl AppState {
     pub fn new(config: Config, runs: Runs, chat: Chat, auth: Auth, uploads: Uploads) -> AppState {
-        AppState { inner: Arc::new(Inner { config, runs, chat, auth, uploads }) }
+        AppState { inner: Arc::new(Inner { config, runs, chat, auth, uploads, ready_checks: ReadyChecks::default() }) }
     }
 
     pub fn uploads(&self) -> &Uploads {
         &self.inner.uploads
+    }
+
+    /// `/readyz`'s cached checks.
+    pub fn ready_checks(&self) -> &ReadyChecks {
+        &self.inner.ready_checks
     }
 
     pub fn auth(&self) -> &Auth {

@@ -43,6 +43,9 @@ pub enum ErrorType {
     SandboxError,
     /// A bug: the guest panicked or trapped for a reason none of the above names.
     Internal,
+    /// The service replica running the query stopped before recording its end (set
+    /// by another replica once the run's lease passed; never by a sandbox).
+    ReplicaLost,
 }
 
 impl ErrorType {
@@ -61,11 +64,12 @@ impl ErrorType {
             ErrorType::DatasetError => "DATASET_ERROR",
             ErrorType::SandboxError => "SANDBOX_ERROR",
             ErrorType::Internal => "INTERNAL",
+            ErrorType::ReplicaLost => "REPLICA_LOST",
         }
     }
 
     /// Every error type, in documentation order.
-    pub const ALL: [ErrorType; 12] = [
+    pub const ALL: [ErrorType; 13] = [
         ErrorType::SqlParseError,
         ErrorType::SqlPlanError,
         ErrorType::SqlExecutionError,
@@ -78,6 +82,7 @@ impl ErrorType {
         ErrorType::DatasetError,
         ErrorType::SandboxError,
         ErrorType::Internal,
+        ErrorType::ReplicaLost,
     ];
 }
 

@@ -171,11 +171,20 @@ pub fn verify(data_dir: &Path, mut request: RunRequest) -> Result<Verified, Moun
     Ok(Verified { host_dir: dir, request })
 }
 
-/// Checks that the request's files, under `root`, hash to its `expected_version`
-/// (nothing to check without one). Reads every file whole, as
-/// [`open_regular_file`] opens them.
-pub fn check_version(root: &Path, request: &RunRequest) -> Result<(), MountError> {
+/// The SHA-256 (hex) and size of `relative` under `root`, read whole as
+/// [`open_regular_file`] opens it: the digest `protocol::registry::version_hash`
+/// takes for each file.
+pub fn file_sha256(root: &Path, relative: &Path) -> io::Result<(String, u64)> {
     use sha2::{Digest, Sha256};
+    let mut reader = open_regular_file(root, relative)?;
+    let mut hasher = Sha256::new();
+    let size = io::copy(&mut reader, &mut hasher)?;
+    Ok((format!("{:x}", hasher.finalize()), size))
+}
+
+/// Checks that the request's files, under `root`, hash to its `expected_version`
+/// (nothing to check without one). Reads every file whole ([`file_sha256`]).
+pub fn check_version(root: &Path, request: &RunRequest) -> Result<(), MountError> {
     let Some(expected) = &request.expected_version else { return Ok(()) };
     let manifest_dir = Path::new(&expected.manifest_dir);
     let mut names = Vec::with_capacity(request.files.len());
@@ -187,12 +196,10 @@ pub fn check_version(root: &Path, request: &RunRequest) -> Result<(), MountError
             path: file.path.clone(),
             why: format!("it is not in the manifest's folder {DATA_MOUNT}/{}", expected.manifest_dir),
         })?;
-        let unreadable = |e: io::Error| MountError::File { path: file.path.clone(), why: io_reason(&e) };
-        let mut reader = open_regular_file(root, &relative).map_err(unreadable)?;
-        let mut hasher = Sha256::new();
-        io::copy(&mut reader, &mut hasher).map_err(unreadable)?;
+        let (digest, _) = file_sha256(root, &relative)
+            .map_err(|e| MountError::File { path: file.path.clone(), why: io_reason(&e) })?;
         names.push(name.display().to_string());
-        digests.push(format!("{:x}", hasher.finalize()));
+        digests.push(digest);
     }
     let found =
         protocol::registry::version_hash(names.iter().map(String::as_str).zip(digests.iter().map(String::as_str)));

@@ -1,5 +1,6 @@
 //! Probes and metrics: `/healthz` (the process answers), `/readyz` (runs can
-//! start: the sandbox, the model's settings, the policy's checkers) and `/metrics`.
+//! start: the auth settings, the store, the sandbox; it names the check that failed,
+//! and reports the model's settings and the policy's checkers) and `/metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -24,9 +25,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let datasets =
         if state.auth().enabled() { json!(state.catalog().ids().len()) } else { json!(state.catalog().ids()) };
     let auth = if state.auth().enabled() { "on" } else { "single_user" };
-    let readiness = match state.auth().readiness() {
-        Ok(()) => state.provider().readiness().await,
-        Err(reason) => Err(reason),
+    // The sandbox's and the store's checks are cached (crate::readiness); the
+    // auth settings' is a read of memory.
+    let store = state.runs().store();
+    let checked = state
+        .ready_checks()
+        .get(state.provider().readiness(), async { store.check().await.map_err(|e| e.to_string()) })
+        .await;
+    let readiness = match (state.auth().readiness(), checked.store, checked.sandbox) {
+        (Err(reason), _, _) => Err(("auth", reason)),
+        (Ok(()), Err(reason), _) => Err(("store", format!("the run store cannot be used: {reason}"))),
+        (Ok(()), Ok(()), Err(reason)) => Err(("sandbox", reason)),
+        (Ok(()), Ok(()), Ok(detail)) => Ok(detail),
     };
     match readiness {
         Ok(detail) => Json(json!({
@@ -43,9 +53,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "policy_checkers": {"total": checkers.checkers, "busy": checkers.busy, "overrunning": checkers.overrunning},
         }))
         .into_response(),
-        Err(reason) => (
+        Err((check, reason)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "sandbox_provider": provider, "reason": reason, "llm": llm })),
+            Json(json!({
+                "status": "not_ready",
+                "failed_check": check,
+                "sandbox_provider": provider,
+                "reason": reason,
+                "llm": llm,
+            })),
         )
             .into_response(),
     }

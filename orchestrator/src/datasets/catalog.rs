@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use protocol::registry::{Dataset, Registry, RegistryError};
-use sha2::{Digest, Sha256};
 
 use super::entry::{CatalogEntry, Source};
 use crate::access::Principal;
@@ -173,11 +172,9 @@ pub fn hash_dataset(dir: &Path, dataset: &Dataset) -> std::io::Result<String> {
     let mut digests = Vec::with_capacity(dataset.files.len());
     for file in &dataset.files {
         let relative = file.relative_path().map_err(std::io::Error::other)?;
-        let mut reader = runner_host::mount::open_regular_file(dir, &relative)
+        let (digest, _) = runner_host::mount::file_sha256(dir, &relative)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.path)))?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut reader, &mut hasher)?;
-        digests.push(format!("{:x}", hasher.finalize()));
+        digests.push(digest);
     }
     let paths = dataset.files.iter().map(|f| f.path.as_str());
     Ok(protocol::registry::version_hash(paths.zip(digests.iter().map(String::as_str))))
@@ -201,16 +198,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn missing_hashes_are_computed() {
+    /// A datasets folder with `t.csv` and a registry of one dataset `x` over it,
+    /// with `version_hash` if given.
+    fn one_file_catalog(version_hash: Option<&str>) -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.csv"), "a\n1\n").unwrap();
-        std::fs::write(
-            dir.path().join("registry.json"),
-            r#"{"datasets":[{"id":"x","files":[{"name":"t.csv","path":"t.csv"}]}]}"#,
-        )
-        .unwrap();
+        let mut dataset = serde_json::json!({"id": "x", "files": [{"name": "t.csv", "path": "t.csv"}]});
+        if let Some(hash) = version_hash {
+            dataset["version_hash"] = hash.into();
+        }
+        let registry = serde_json::json!({ "datasets": [dataset] });
+        std::fs::write(dir.path().join("registry.json"), registry.to_string()).unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
+        (dir, catalog)
+    }
+
+    #[test]
+    fn missing_hashes_are_computed() {
+        let (_dir, catalog) = one_file_catalog(None);
         let ds = catalog.dataset("x").unwrap();
         assert_eq!(catalog.version_hash(&ds), None);
         catalog.compute_hashes(false);
@@ -219,14 +224,7 @@ mod tests {
 
     #[test]
     fn runners_are_sent_what_the_services_own_files_hash_to() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.csv"), "a\n1\n").unwrap();
-        std::fs::write(
-            dir.path().join("registry.json"),
-            r#"{"datasets":[{"id":"x","version_hash":"sha256:another-formula","files":[{"name":"t.csv","path":"t.csv"}]}]}"#,
-        )
-        .unwrap();
-        let catalog = Catalog::load(dir.path()).unwrap();
+        let (dir, catalog) = one_file_catalog(Some("sha256:another-formula"));
         let ds = catalog.dataset("x").unwrap();
         catalog.compute_hashes(false);
         assert_eq!(catalog.expected_version(&ds), None, "a recorded hash is not recomputed by default");

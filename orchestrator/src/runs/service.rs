@@ -123,7 +123,7 @@ impl Runs {
 
     /// The sandbox request for `sql` over `dataset` under `limits`; for a provider
     /// whose runner checks its files, with the version they must have.
-    pub(super) fn request(&self, dataset: &CatalogEntry, sql: &str, limits: Limits) -> protocol::RunRequest {
+    pub fn request(&self, dataset: &CatalogEntry, sql: &str, limits: Limits) -> protocol::RunRequest {
         let mut request = self.settings().request(dataset, sql, limits);
         if self.provider().checks_versions() {
             request.expected_version = self.catalog().expected_version(dataset);

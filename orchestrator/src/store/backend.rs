@@ -1,6 +1,8 @@
 //! The [`Store`] trait every backend implements, and [`StoreError`], the one error
 //! a store gives (turned into the service's `STORE_UNAVAILABLE`).
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 
 use super::chat::{Thread, Turn};
@@ -37,6 +39,27 @@ pub trait Store: Send + Sync {
     /// Where the store is, for the start-up log line (never in responses).
     fn location(&self) -> String;
 
+    /// Whether other replicas share this store (then uploads' records can change
+    /// under a replica, and start-up must not clean what another replica is writing).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// How long a run in flight stays `running` without its replica renewing it:
+    /// `Some` for a shared store, whose [`Store::maintain`] must then run every third
+    /// of it.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+    /// Renews this replica's leases and ends runs whose replica is gone
+    /// (`REPLICA_LOST`); returns how many it ended. Nothing for a store of one process.
+    fn maintain(&self) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+    /// Whether the store answers (`/readyz`).
+    fn check(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Writes the whole run (a new one, or one refused before any sandbox).
     fn insert<'a>(&'a self, run: &'a Run) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Records how a run ended.
@@ -47,7 +70,8 @@ pub trait Store: Send + Sync {
     fn list(&self, limit: usize, owner: Option<String>) -> BoxFuture<'_, Result<Vec<Run>, StoreError>>;
     /// The runs a chat turn made, oldest first, with their results.
     fn runs_of_turn<'a>(&'a self, turn_id: &'a str) -> BoxFuture<'a, Result<Vec<Run>, StoreError>>;
-    /// Records every run and turn still running as interrupted, with `message`.
+    /// Records every run and turn still running (in this process: a shared store's
+    /// other replicas keep theirs) as interrupted, with `message`.
     fn interrupt_running<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<usize, StoreError>>;
     /// Deletes runs beyond the newest `keep`, and runs created before `before`
     /// (RFC 3339). Returns how many were deleted.

@@ -1,5 +1,7 @@
 //! Records: every run, and the chat's threads and turns, behind one [`Store`]
-//! trait, so that a second backend can sit beside [`sqlite::SqliteStore`].
+//! trait with two backends: [`sqlite::SqliteStore`] (the default: one file, one
+//! process) and [`postgres::PostgresStore`] (RUN_STORE_URL: shared by replicas, with
+//! leases on the runs each executes).
 //!
 //! Owns the record types ([`run::Run`], [`chat::Thread`], [`chat::Turn`],
 //! [`token::TokenRecord`], [`upload::UploadRecord`]) and how
@@ -13,6 +15,7 @@
 
 pub mod backend;
 pub mod chat;
+pub mod postgres;
 pub mod run;
 pub mod sqlite;
 pub mod token;
@@ -20,6 +23,7 @@ pub mod upload;
 
 pub use self::backend::{Store, StoreError};
 pub use self::chat::{Thread, Turn};
+pub use self::postgres::PostgresStore;
 pub use self::run::{
     QueryType, REFUSED_QUERY_BYTES, Run, RunState, RunSummary, STORED_SQL_BYTES, StoredSql, Timings, now,
 };

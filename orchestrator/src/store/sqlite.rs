@@ -152,6 +152,16 @@ impl SqliteStore {
     /// `max_bytes` together. At the cap, a write prunes the oldest records to make
     /// room (see the module's documentation); reads never wait for it.
     pub fn open_capped(path: &Path, max_bytes: Option<u64>) -> Result<(SqliteStore, usize), StoreError> {
+        SqliteStore::open_with(path, max_bytes, true)
+    }
+
+    /// Opens and migrates the store without marking anything: for a tool run beside
+    /// a service that may be using it (`orchestrator tokens`).
+    pub fn open_unmarked(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, None, false).map(|(store, _)| store)
+    }
+
+    fn open_with(path: &Path, max_bytes: Option<u64>, mark: bool) -> Result<(SqliteStore, usize), StoreError> {
         let context = |what: &str| format!("{what} {}", path.display());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::new(&context("cannot create the folder of"), e))?;
@@ -168,19 +178,24 @@ impl SqliteStore {
         // Runs left running are marked before the cap applies: a store left full of
         // them still opens (a few pages past its cap, until they make room).
         let finished_at = now();
-        let interrupted = conn
-            .execute(
+        let interrupted = if !mark {
+            0
+        } else {
+            conn.execute(
                 "UPDATE runs SET status = 'interrupted', error_type = 'INTERNAL',
                    error_message = 'the orchestrator stopped while this run was in progress', finished_at = ?1
                  WHERE status = 'running'",
                 params![finished_at],
             )
-            .map_err(|e| StoreError::new("cannot mark interrupted runs", e))?;
-        conn.execute(
-            "UPDATE turns SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
-            params![finished_at],
-        )
-        .map_err(|e| StoreError::new("cannot mark interrupted turns", e))?;
+            .map_err(|e| StoreError::new("cannot mark interrupted runs", e))?
+        };
+        if mark {
+            conn.execute(
+                "UPDATE turns SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+                params![finished_at],
+            )
+            .map_err(|e| StoreError::new("cannot mark interrupted turns", e))?;
+        }
         let room_bytes = match max_bytes {
             Some(max_bytes) => {
                 cap(&conn, max_bytes).map_err(|e| StoreError::new(&context("cannot cap"), e))?;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use protocol::registry::{ColumnSchema, ColumnSpec, Dataset, DatasetFile, REGISTRY_FILE, Registry};
 use protocol::{ErrorType, RunResult, RunStatus, TableFile, describe_limits};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::names::check_id;
 use super::staging::{Limit, Reservations, Staging};
@@ -27,6 +26,9 @@ const DELETING_PREFIX: &str = ".deleting-";
 const UNRECORDED_PREFIX: &str = ".unrecorded-";
 /// Uploads one owner may have under way at once.
 pub const MAX_UPLOADS_UNDER_WAY: usize = 2;
+/// With a shared store, a folder in UPLOADS_DIR is a leftover only when it is at least
+/// this old: younger, another replica may still be writing or recording it.
+const SHARED_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// UPLOADS_DIR, UPLOAD_MAX_BYTES, UPLOAD_QUOTA_BYTES, UPLOAD_TIMEOUT_SECONDS.
 #[derive(Debug, Clone)]
@@ -76,7 +78,10 @@ impl Uploads {
         let records = runs.store().uploads().await.map_err(|e| format!("cannot read the uploads' records: {e}"))?;
         let recorded: Vec<String> = records.iter().map(|r| r.dataset_id.clone()).collect();
         let cleanup_dir = dir.clone();
-        tokio::task::spawn_blocking(move || remove_leftovers(&cleanup_dir, &recorded))
+        // With a shared store, another replica may be writing a staging folder or
+        // about to record one it just published: only what is old is left over.
+        let min_age = runs.store().shared().then_some(SHARED_LEFTOVER_AGE);
+        tokio::task::spawn_blocking(move || remove_leftovers(&cleanup_dir, &recorded, min_age))
             .await
             .map_err(|e| format!("cannot clean UPLOADS_DIR: {e}"))?;
         let uploads = Uploads {
@@ -106,6 +111,36 @@ impl Uploads {
 
     fn runs(&self) -> &Runs {
         &self.inner.runs
+    }
+
+    /// Brings the catalogue's uploads in line with the store's records: what another
+    /// replica published is listed, what it deleted is not. For a shared store, every
+    /// few seconds ([`crate::server`]).
+    pub async fn sync(&self) -> Result<(), Error> {
+        let records = self.runs().store().uploads().await?;
+        let _publishing = self.inner.publishing.lock().await;
+        let catalog = self.runs().catalog();
+        let listed: Vec<String> =
+            catalog.datasets().iter().filter(|d| d.owner().is_some()).map(|d| d.id.clone()).collect();
+        for record in records.iter().filter(|r| !listed.contains(&r.dataset_id)) {
+            match self.load(record) {
+                Ok(entry) => {
+                    if catalog.add_upload(entry) {
+                        self.runs().forget_schema(&record.dataset_id);
+                        tracing::info!(dataset = %record.dataset_id, "an upload made on another replica is listed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(dataset = %record.dataset_id, error = %e, "a recorded upload cannot be read yet")
+                }
+            }
+        }
+        for id in listed.iter().filter(|id| !records.iter().any(|r| &r.dataset_id == *id)) {
+            catalog.remove_upload(id);
+            self.runs().forget_schema(id);
+            tracing::info!(dataset = %id, "an upload deleted on another replica is no longer listed");
+        }
+        Ok(())
     }
 
     fn settings(&self) -> &UploadSettings {
@@ -272,7 +307,7 @@ impl Uploads {
         let entry = entry(dataset, &record);
         // A query's request over it must reach a runner (a runner Job's travels in
         // an environment variable): refused now rather than at every run.
-        let request = self.runs().settings().request(&entry, "SELECT 1", self.runs().limits(None, None)?);
+        let request = self.runs().request(&entry, "SELECT 1", self.runs().limits(None, None)?);
         self.runs().provider().check_request(&request).map_err(|why| {
             Error::UploadInvalid(format!("the dataset's tables and columns are too many for a runner: {why}"))
         })?;
@@ -401,10 +436,9 @@ fn hash_files(dir: &Path, stored: &[String]) -> std::io::Result<(Vec<String>, u6
     let mut digests = Vec::with_capacity(stored.len());
     let mut total = 0;
     for name in stored {
-        let mut file = std::fs::File::open(dir.join(name))?;
-        let mut hasher = Sha256::new();
-        total += std::io::copy(&mut file, &mut hasher)?;
-        digests.push(format!("{:x}", hasher.finalize()));
+        let (digest, size) = runner_host::mount::file_sha256(dir, Path::new(name))?;
+        digests.push(digest);
+        total += size;
     }
     Ok((digests, total))
 }
@@ -413,10 +447,17 @@ fn hash_files(dir: &Path, stored: &[String]) -> std::io::Result<(Vec<String>, u6
 /// record (a crash between the rename and the record, or a store that was reset) is
 /// set aside as `.unrecorded-<id>-<uuid>`, not listed and not removed: its id is free
 /// again, and nobody's data is deleted for a store's sake.
-fn remove_leftovers(dir: &Path, recorded: &[String]) {
+fn remove_leftovers(dir: &Path, recorded: &[String], min_age: Option<Duration>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
+        let young = min_age.is_some_and(|min_age| {
+            let modified = entry.metadata().and_then(|m| m.modified());
+            modified.is_ok_and(|at| at.elapsed().unwrap_or_default() < min_age)
+        });
+        if young {
+            continue;
+        }
         let unrecorded =
             !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) && !recorded.contains(&name);
         if unrecorded {

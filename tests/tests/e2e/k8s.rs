@@ -357,6 +357,29 @@ async fn k8s_forbidden_names_the_missing_rbac_permission() {
     );
 }
 
+/// `/readyz` is cheap: its Kubernetes checks run at most once per few seconds
+/// (`READY_CACHE_FOR`), however many probes come, and a failure names its check.
+#[tokio::test(flavor = "multi_thread")]
+async fn k8s_readyz_asks_the_api_server_once_for_many_probes() {
+    let fake = FakeKube::start(Faults::default()).await;
+    let server = self::server(&fake, |_| {}).await;
+    let namespace_reads = || fake.requests().iter().filter(|r| r.verb == "get" && r.resource == "namespaces").count();
+    // The start-up's answer ages out; then one check.
+    tokio::time::sleep(orchestrator::readiness::READY_CACHE_FOR).await;
+    let before = namespace_reads();
+    let (code, body) = server.get("/readyz").await;
+    assert_eq!((code, body["status"].as_str()), (200, Some("ready")), "{body}");
+    assert_eq!(namespace_reads(), before + 1, "a check reads the namespace");
+    let probes = futures::future::join_all((0..10).map(|_| server.get("/readyz"))).await;
+    assert!(probes.iter().all(|(code, _)| *code == 200));
+    assert_eq!(namespace_reads(), before + 1, "ten more probes, no more API calls");
+
+    fake.delete_namespace(NAMESPACE);
+    tokio::time::sleep(orchestrator::readiness::READY_CACHE_FOR).await;
+    let (code, body) = server.get("/readyz").await;
+    assert_eq!((code, body["failed_check"].as_str()), (503, Some("sandbox")), "{body}");
+}
+
 /// `/readyz` checks what runs need and says it in words: the namespace exists and
 /// the service account may create, watch and delete Jobs (SelfSubjectAccessReviews).
 #[tokio::test(flavor = "multi_thread")]
@@ -408,7 +431,10 @@ async fn k8s_readyz_checks_the_namespace_and_the_permissions_runs_need() {
     let fake = FakeKube::start(Faults::default()).await;
     let server = self::server(&fake, |_| {}).await;
     fake.delete_namespace(NAMESPACE);
+    // The probe's answer is cached for a few seconds (one check serves every probe).
+    tokio::time::sleep(orchestrator::readiness::READY_CACHE_FOR).await;
     let (code, body) = server.get("/readyz").await;
+    assert_eq!(body["failed_check"], "sandbox", "{body}");
     assert_eq!(
         (code, body["reason"].as_str()),
         (
@@ -625,6 +651,7 @@ async fn k8s_an_api_server_that_goes_away_mid_run_is_a_sandbox_error_naming_it()
         message.starts_with(&format!("the Kubernetes API server {} stopped answering during the run (for ", fake.url)),
         "{message}"
     );
+    tokio::time::sleep(orchestrator::readiness::READY_CACHE_FOR).await;
     let (code, ready) = server.get("/readyz").await;
     assert_eq!(code, 503);
     assert!(

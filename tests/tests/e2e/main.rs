@@ -18,5 +18,8 @@ mod k8s;
 mod layers;
 mod llm_client;
 mod mcp;
+mod postgres;
+mod replicas;
+mod store;
 mod support;
 mod uploads;
