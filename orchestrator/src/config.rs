@@ -99,7 +99,7 @@ pub struct Config {
     /// runs, threads, turns, tokens and uploads' records are kept there, shared by
     /// every replica, instead of in RUN_STORE_PATH.
     #[arg(long, env = "RUN_STORE_URL", hide_env_values = true, global = true)]
-    pub run_store_url: Option<String>,
+    pub run_store_url: Option<ApiKey>,
 
     /// A file holding RUN_STORE_URL (a mounted Secret); whitespace around it is
     /// ignored.
@@ -433,8 +433,9 @@ pub enum ProviderChoice {
     None,
 }
 
-/// An API key. Its `Debug` prints `[redacted]` and it has no `Display`, so a key
-/// cannot slip into a log line or an error through formatting.
+/// A secret: an API key, or a database URL with its password. Its `Debug` prints
+/// `[redacted]` and it has no `Display`, so it cannot slip into a log line or an
+/// error through formatting.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
@@ -628,7 +629,7 @@ impl Config {
     pub fn store_url(&self) -> Result<Option<String>, String> {
         match (&self.run_store_url, &self.run_store_url_file) {
             (Some(_), Some(_)) => Err("set RUN_STORE_URL or RUN_STORE_URL_FILE, not both".into()),
-            (Some(url), None) => Ok(Some(url.trim().to_string())),
+            (Some(url), None) => Ok(Some(url.expose().trim().to_string())),
             (None, Some(path)) => {
                 let url = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read RUN_STORE_URL_FILE {}: {e}", path.display()))?;
@@ -767,7 +768,8 @@ mod tests {
         std::fs::write(&file, "postgres://u:p@db:5432/csv\n").unwrap();
         config.run_store_url_file = Some(file.clone());
         assert_eq!(config.store_url(), Ok(Some("postgres://u:p@db:5432/csv".into())), "trimmed");
-        config.run_store_url = Some("postgres://other".into());
+        config.run_store_url = Some(ApiKey::new("postgres://other"));
+        assert!(!format!("{config:?}").contains("postgres://other"), "the URL (its password) is not in Debug");
         assert!(config.store_url().unwrap_err().contains("not both"));
         config.run_store_url_file = None;
         assert_eq!(config.store_url(), Ok(Some("postgres://other".into())));

@@ -111,6 +111,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .await
             .context("cannot open the PostgreSQL store (RUN_STORE_URL)")?;
         tracing::info!(replica = store.replica(), "runs are kept in PostgreSQL, shared with other replicas");
+        if config.run_lease() < 3 * store_call_bound() {
+            tracing::warn!(
+                lease_seconds = config.run_lease_seconds,
+                "RUN_LEASE_SECONDS is shorter than three slow store calls: a slow database may get live runs \
+                 recorded as REPLICA_LOST"
+            );
+        }
         return Ok(Arc::new(store));
     }
     let store_cap = (config.run_store_max_mb > 0).then(|| config.run_store_max_mb.saturating_mul(1024 * 1024));
@@ -135,6 +142,11 @@ pub async fn open_store_beside(config: &Config) -> anyhow::Result<Arc<dyn Store>
     let store = SqliteStore::open_unmarked(&config.run_store_path)
         .with_context(|| format!("cannot open RUN_STORE_PATH={}", config.run_store_path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The longest one store call may take (a connection, then its statements).
+fn store_call_bound() -> Duration {
+    crate::store::postgres::CALL_TIMEOUT * 2
 }
 
 /// This process's name in the runs it executes: the host's (a pod's) and a random

@@ -16,6 +16,10 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` waits for the store (a kubelet's probe gives up after a few
+/// seconds).
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let llm = LlmClient::status(&state.config().llm);
     let provider = state.provider().kind().as_str();
@@ -30,7 +34,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.runs().store();
     let checked = state
         .ready_checks()
-        .get(state.provider().readiness(), async { store.check().await.map_err(|e| e.to_string()) })
+        .get(state.provider().readiness(), async {
+            match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check()).await {
+                Ok(checked) => checked.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
+            }
+        })
         .await;
     let readiness = match (state.auth().readiness(), checked.store, checked.sandbox) {
         (Err(reason), _, _) => Err(("auth", reason)),

@@ -19,7 +19,8 @@
 //! only tries: one prunes at a time, the others skip that round.
 //!
 //! **Outages.** Every call gets a connection from a small pool within
-//! [`CALL_TIMEOUT`] and finishes within it, or fails: requests during an outage get
+//! [`CALL_TIMEOUT`] and its statements finish within it again (the server cancels
+//! them too: `statement_timeout`), or fails: requests during an outage get
 //! 503 `STORE_UNAVAILABLE` quickly instead of piling up, and the pool reconnects on its
 //! own when the database returns. A run is answered only once its end is recorded, so
 //! an outage never loses a run a client was told about.
@@ -46,7 +47,7 @@ use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
 use super::token::TokenRecord;
 use super::upload::UploadRecord;
 
-/// How long one store call may take, waiting for a connection included.
+/// How long a store call may wait for a connection, and then for its statements.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
@@ -180,10 +181,16 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CALL_TIMEOUT);
         }
+        // A statement a call gave up on is cancelled by the server too, and a database
+        // gone silent (a failover, a dropped route) is noticed in seconds, not when
+        // the kernel's TCP timeout ends.
+        config.options(format!("-c statement_timeout={}", CALL_TIMEOUT.as_millis()));
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(Duration::from_secs(10));
         config.application_name("csv-analyst");
         let location = location(&config);
         let manager =
-            Manager::from_config(config, tls(ca_file)?, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Manager::from_config(config, tls(ca_file)?, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .timeouts(Timeouts { wait: Some(CALL_TIMEOUT), create: Some(CALL_TIMEOUT), recycle: Some(CALL_TIMEOUT) })
@@ -204,6 +211,8 @@ impl PostgresStore {
         let what = "cannot migrate the store";
         let mut client = self.pool.get().await.map_err(|e| StoreError::new(what, e))?;
         let e = |e| StoreError::new(what, e);
+        // Waiting for another replica's migration may take longer than a call.
+        client.batch_execute("SET statement_timeout = 0").await.map_err(e)?;
         client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(e)?;
         let migrated = async {
             client
@@ -228,12 +237,18 @@ impl PostgresStore {
         let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
         migrated.map_err(e)?;
         unlocked.map_err(e)?;
+        client.batch_execute("RESET statement_timeout").await.map_err(e)?;
         Ok(())
     }
 
-    /// A pooled connection, within the pool's timeouts.
+    /// A pooled connection, within [`CALL_TIMEOUT`]. A connection is checked with a
+    /// round trip before it is handed out (`RecyclingMethod::Verified`): one left busy
+    /// by a call that gave up, or cut by a restart, is replaced.
     async fn client(&self, what: &'static str) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::new(what, e))
+        match tokio::time::timeout(CALL_TIMEOUT, self.pool.get()).await {
+            Ok(client) => client.map_err(|e| StoreError::new(what, e)),
+            Err(_) => Err(StoreError::new(what, format!("no connection to the database within {CALL_TIMEOUT:?}"))),
+        }
     }
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
@@ -881,7 +896,8 @@ fn location(config: &tokio_postgres::Config) -> String {
         .get_hosts()
         .first()
         .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            // What follows a stray `@` of an unescaped password is not a host to log.
+            tokio_postgres::config::Host::Tcp(name) => name.rsplit('@').next().unwrap_or_default().to_string(),
             #[cfg(unix)]
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })

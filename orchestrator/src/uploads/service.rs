@@ -27,8 +27,9 @@ const UNRECORDED_PREFIX: &str = ".unrecorded-";
 /// Uploads one owner may have under way at once.
 pub const MAX_UPLOADS_UNDER_WAY: usize = 2;
 /// With a shared store, a folder in UPLOADS_DIR is a leftover only when it is at least
-/// this old: younger, another replica may still be writing or recording it.
-const SHARED_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+/// this old: younger, another replica may still be writing or recording it (an upload
+/// streams, then waits up to UPLOAD_TIMEOUT_SECONDS, at most an hour, for its run).
+const SHARED_LEFTOVER_AGE: Duration = Duration::from_secs(6 * 3600);
 
 /// UPLOADS_DIR, UPLOAD_MAX_BYTES, UPLOAD_QUOTA_BYTES, UPLOAD_TIMEOUT_SECONDS.
 #[derive(Debug, Clone)]
@@ -117,8 +118,10 @@ impl Uploads {
     /// replica published is listed, what it deleted is not. For a shared store, every
     /// few seconds ([`crate::server`]).
     pub async fn sync(&self) -> Result<(), Error> {
-        let records = self.runs().store().uploads().await?;
+        // Under the publishing lock, the records read after it: a publish or a
+        // delete on this replica is wholly before or after.
         let _publishing = self.inner.publishing.lock().await;
+        let records = self.runs().store().uploads().await?;
         let catalog = self.runs().catalog();
         let listed: Vec<String> =
             catalog.datasets().iter().filter(|d| d.owner().is_some()).map(|d| d.id.clone()).collect();
@@ -359,6 +362,7 @@ impl Uploads {
                 "{id:?} is a curated dataset: it comes with the service and cannot be deleted"
             )));
         }
+        let _publishing = self.inner.publishing.lock().await;
         self.runs().store().delete_upload(id).await?;
         catalog.remove_upload(id);
         self.runs().forget_schema(id);

@@ -26,13 +26,13 @@ fn pyarrow(dir: &Path, script: &str) -> Option<()> {
 }
 
 /// A multipart/form-data body, as browsers and curl send it.
-struct Form {
+pub(crate) struct Form {
     boundary: String,
     body: Vec<u8>,
 }
 
 /// A multipart upload of `files` (name, bytes) as `id`.
-fn form(id: &str, files: &[(&str, Vec<u8>)]) -> Form {
+pub(crate) fn form(id: &str, files: &[(&str, Vec<u8>)]) -> Form {
     let boundary = "----csv-analyst-test-boundary-7d3f".to_string();
     let mut body = Vec::new();
     let mut field = |disposition: String, bytes: &[u8]| {
@@ -51,7 +51,7 @@ fn form(id: &str, files: &[(&str, Vec<u8>)]) -> Form {
     Form { boundary, body }
 }
 
-async fn upload(url: &str, token: Option<&str>, form: Form) -> (u16, Value) {
+pub(crate) async fn upload(url: &str, token: Option<&str>, form: Form) -> (u16, Value) {
     let mut request = client()
         .post(format!("{url}/datasets"))
         .header("content-type", format!("multipart/form-data; boundary={}", form.boundary))
