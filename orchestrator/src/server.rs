@@ -104,12 +104,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 /// replicas), else the SQLite file RUN_STORE_PATH, whose runs left `running` by a
 /// previous process are marked interrupted.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    if let Some(url) = url {
-        let replica = replica_name();
-        let store = PostgresStore::connect(&url, config.run_store_ca_file.as_deref(), replica, config.run_lease())
-            .await
-            .context("cannot open the PostgreSQL store (RUN_STORE_URL)")?;
+    if let Some(url) = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")? {
+        let store = connect_postgres(config, &url).await?;
         tracing::info!(replica = store.replica(), "runs are kept in PostgreSQL, shared with other replicas");
         if config.run_lease() < 3 * store_call_bound() {
             tracing::warn!(
@@ -131,17 +127,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// The store, for a command run beside a service that may be using it
 /// (`orchestrator tokens`): nothing is marked interrupted.
 pub async fn open_store_beside(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    if let Some(url) = url {
-        let store =
-            PostgresStore::connect(&url, config.run_store_ca_file.as_deref(), replica_name(), config.run_lease())
-                .await
-                .context("cannot open the PostgreSQL store (RUN_STORE_URL)")?;
-        return Ok(Arc::new(store));
+    if let Some(url) = config.store_url().map_err(anyhow::Error::msg).context("invalid configuration")? {
+        return Ok(Arc::new(connect_postgres(config, &url).await?));
     }
     let store = SqliteStore::open_unmarked(&config.run_store_path)
         .with_context(|| format!("cannot open RUN_STORE_PATH={}", config.run_store_path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The PostgreSQL store at `url`, as this process's replica.
+async fn connect_postgres(config: &Config, url: &str) -> anyhow::Result<PostgresStore> {
+    PostgresStore::connect(url, config.run_store_ca_file.as_deref(), replica_name(), config.run_lease())
+        .await
+        .context("cannot open the PostgreSQL store (RUN_STORE_URL)")
 }
 
 /// The longest one store call may take (a connection, then its statements).

@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod chat;
+mod columns;
 pub mod postgres;
 pub mod run;
 pub mod sqlite;

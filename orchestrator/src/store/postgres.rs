@@ -38,11 +38,12 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
 use futures::future::BoxFuture;
-use protocol::{ErrorType, RunError, RunResult};
+use protocol::RunError;
 use tokio_postgres::Row;
 
 use super::backend::{Store, StoreError};
 use super::chat::{Thread, Turn};
+use super::columns::{COLUMNS, RunJson, TOKEN_COLUMNS, TURN_COLUMNS, UPLOAD_COLUMNS, list_json, parse_error_type};
 use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
 use super::token::TokenRecord;
 use super::upload::UploadRecord;
@@ -260,8 +261,7 @@ impl PostgresStore {
 
     async fn insert_run(&self, run: &Run) -> Result<(), StoreError> {
         let running = run.status == RunState::Running;
-        let row = RunRow::from(run);
-        let r = &row.run;
+        let (r, json) = (run, RunJson::of(run));
         let (status, query_type) = (r.status.as_str(), r.query_type.as_str());
         let (error_type, error_message) = error_columns(r);
         let sql_bytes = r.sql.bytes as i64;
@@ -287,9 +287,9 @@ impl PostgresStore {
                     &sql_bytes,
                     &r.sql.truncated,
                     &r.sql.sha256,
-                    &row.plan_json,
-                    &row.tables_json,
-                    &row.result_json,
+                    &json.plan,
+                    &json.tables,
+                    &json.result,
                     &error_type,
                     &error_message,
                     &r.sandbox_provider,
@@ -323,8 +323,7 @@ impl PostgresStore {
         // Not renewed any more, recorded or not: a run whose end is lost ends as
         // REPLICA_LOST once its lease passes, never `running` forever.
         self.held().runs.remove(&run.run_id);
-        let row = RunRow::from(run);
-        let r = &row.run;
+        let (r, json) = (run, RunJson::of(run));
         let status = r.status.as_str();
         let (error_type, error_message) = error_columns(r);
         let c = self.client("cannot record the run's result").await?;
@@ -337,7 +336,7 @@ impl PostgresStore {
                 &[
                     &r.run_id,
                     &status,
-                    &row.result_json,
+                    &json.result,
                     &error_type,
                     &error_message,
                     &r.job_name,
@@ -668,7 +667,7 @@ impl PostgresStore {
     // ---- tokens ----
 
     async fn insert_token_row(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        let datasets = serde_json::to_string(&t.datasets).unwrap_or_else(|_| "[]".into());
+        let datasets = list_json(&t.datasets);
         let c = self.client("cannot record the token").await?;
         timed("cannot record the token", async {
             c.execute(
@@ -727,7 +726,7 @@ impl PostgresStore {
     // ---- uploads ----
 
     async fn insert_upload_row(&self, u: &UploadRecord) -> Result<bool, StoreError> {
-        let tables = serde_json::to_string(&u.tables).unwrap_or_else(|_| "[]".into());
+        let tables = list_json(&u.tables);
         let (description, size) = (text(&u.description), u.size_bytes as i64);
         let c = self.client("cannot record the upload").await?;
         timed("cannot record the upload", async {
@@ -916,37 +915,6 @@ fn error_columns(run: &Run) -> (Option<&'static str>, Option<String>) {
     (run.error.as_ref().map(|e| e.error_type.as_str()), run.error.as_ref().map(|e| text(&e.message)))
 }
 
-const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
-    sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
-    created_at, started_at, finished_at, queued_ms, run_ms, total_ms, principal, token_id, origin";
-
-const TOKEN_COLUMNS: &str =
-    "token_id, subject, datasets_json, admin, secret_sha256, created_at, expires_at, revoked_at";
-
-const UPLOAD_COLUMNS: &str = "dataset_id, owner, description, tables_json, version_hash, size_bytes, created_at";
-
-const TURN_COLUMNS: &str = "turn_id, thread_id, status, user_message, assistant_message, response_json, context_json,
-    created_at, finished_at";
-
-/// A run with its JSON columns serialised, for writing.
-struct RunRow {
-    run: Run,
-    plan_json: Option<String>,
-    tables_json: String,
-    result_json: Option<String>,
-}
-
-impl From<&Run> for RunRow {
-    fn from(run: &Run) -> RunRow {
-        RunRow {
-            plan_json: run.plan.as_ref().map(|p| p.to_string()),
-            tables_json: serde_json::to_string(&run.tables).unwrap_or_else(|_| "[]".into()),
-            result_json: run.result.as_ref().map(RunResult::to_json_line),
-            run: run.clone(),
-        }
-    }
-}
-
 /// A JSON column: absent, or unreadable (logged), is `None`.
 fn json<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Option<T> {
     let text: Option<String> = row.get(index);
@@ -962,13 +930,9 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Option<T> {
 fn run_from_row(row: &Row, with_result: bool) -> Run {
     let status: String = row.get(1);
     let query_type: String = row.get(4);
-    let error = row.get::<_, Option<String>>(11).map(|name| {
-        let parsed = serde_json::from_value::<ErrorType>(serde_json::Value::String(name.clone())).ok();
-        let error_type = parsed.unwrap_or_else(|| {
-            tracing::warn!(error_type = %name, "unknown error type in the run store; shown as INTERNAL");
-            ErrorType::Internal
-        });
-        RunError { error_type, message: row.get::<_, Option<String>>(12).unwrap_or_default() }
+    let error = row.get::<_, Option<String>>(11).map(|name| RunError {
+        error_type: parse_error_type(&name),
+        message: row.get::<_, Option<String>>(12).unwrap_or_default(),
     });
     Run {
         run_id: row.get(0),

@@ -21,13 +21,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{ErrorType, RunError, RunResult};
+use protocol::RunError;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use futures::future::BoxFuture;
 
 use super::backend::{Store, StoreError};
 use super::chat::{Thread, Turn};
+use super::columns::{COLUMNS, RunJson, TOKEN_COLUMNS, TURN_COLUMNS, UPLOAD_COLUMNS, list_json, parse_error_type};
 use super::run::{QueryType, Run, RunState, StoredSql, Timings, now};
 use super::token::TokenRecord;
 use super::upload::UploadRecord;
@@ -301,9 +302,9 @@ impl SqliteStore {
                     row.run.sql.bytes as i64,
                     row.run.sql.truncated,
                     row.run.sql.sha256,
-                    row.plan_json,
-                    row.tables_json,
-                    row.result_json,
+                    row.json.plan,
+                    row.json.tables,
+                    row.json.result,
                     row.run.error.as_ref().map(|e| e.error_type.as_str()),
                     row.run.error.as_ref().map(|e| e.message.as_str()),
                     row.run.sandbox_provider,
@@ -337,7 +338,7 @@ impl SqliteStore {
                 params![
                     row.run.run_id,
                     row.run.status.as_str(),
-                    row.result_json,
+                    row.json.result,
                     row.run.error.as_ref().map(|e| e.error_type.as_str()),
                     row.run.error.as_ref().map(|e| e.message.as_str()),
                     row.run.job_name,
@@ -563,7 +564,7 @@ impl SqliteStore {
 
     pub async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         let t = token.clone();
-        let datasets = serde_json::to_string(&t.datasets).unwrap_or_else(|_| "[]".into());
+        let datasets = list_json(&t.datasets);
         self.write("cannot record the token", move |conn| {
             conn.execute(
                 &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
@@ -624,7 +625,7 @@ impl SqliteStore {
     /// Records an upload; false if a dataset of that id is recorded already.
     pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<bool, StoreError> {
         let u = upload.clone();
-        let tables = serde_json::to_string(&u.tables).unwrap_or_else(|_| "[]".into());
+        let tables = list_json(&u.tables);
         self.write("cannot record the upload", move |conn| {
             Ok(conn.execute(
                 &format!("INSERT OR IGNORE INTO uploads ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
@@ -736,34 +737,15 @@ impl Store for SqliteStore {
     }
 }
 
-const COLUMNS: &str = "run_id, status, dataset_id, dataset_version_hash, query_type, sql, sql_bytes, sql_truncated,
-    sql_sha256, plan_json, tables_json, error_type, error_message, sandbox_provider, job_name, request_id, turn_id,
-    created_at, started_at, finished_at, queued_ms, run_ms, total_ms, principal, token_id, origin";
-
-const TOKEN_COLUMNS: &str =
-    "token_id, subject, datasets_json, admin, secret_sha256, created_at, expires_at, revoked_at";
-
-const UPLOAD_COLUMNS: &str = "dataset_id, owner, description, tables_json, version_hash, size_bytes, created_at";
-
-const TURN_COLUMNS: &str = "turn_id, thread_id, status, user_message, assistant_message, response_json, context_json,
-    created_at, finished_at";
-
-/// A run with its JSON columns serialised, for writing.
+/// A run and its JSON columns, owned: a write's closure runs on the blocking pool.
 struct RunRow {
     run: Run,
-    plan_json: Option<String>,
-    tables_json: String,
-    result_json: Option<String>,
+    json: RunJson,
 }
 
 impl From<&Run> for RunRow {
     fn from(run: &Run) -> RunRow {
-        RunRow {
-            plan_json: run.plan.as_ref().map(|p| p.to_string()),
-            tables_json: serde_json::to_string(&run.tables).unwrap_or_else(|_| "[]".into()),
-            result_json: run.result.as_ref().map(RunResult::to_json_line),
-            run: run.clone(),
-        }
+        RunRow { run: run.clone(), json: RunJson::of(run) }
     }
 }
 
@@ -784,14 +766,10 @@ fn run_from_row(row: &Row<'_>, with_result: bool) -> rusqlite::Result<Run> {
     let error_type: Option<String> = row.get(11)?;
     let error = match error_type {
         None => None,
-        Some(name) => {
-            let error_type = serde_json::from_value::<ErrorType>(serde_json::Value::String(name.clone()))
-                .unwrap_or_else(|_| {
-                    tracing::warn!(error_type = %name, "unknown error type in the run store; shown as INTERNAL");
-                    ErrorType::Internal
-                });
-            Some(RunError { error_type, message: row.get::<_, Option<String>>(12)?.unwrap_or_default() })
-        }
+        Some(name) => Some(RunError {
+            error_type: parse_error_type(&name),
+            message: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+        }),
     };
     Ok(Run {
         run_id: row.get(0)?,
@@ -966,6 +944,8 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use protocol::{ErrorType, RunResult};
+
     use super::*;
 
     fn run(id: &str) -> Run {

@@ -2,14 +2,13 @@
 //! flags and with defaults, passes strict schema validation, refuses typos, and
 //! carries what the runbook and the security model rely on.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::support::{require_tool, validate_strictly, workspace};
+use crate::support::{require_tool, validate_strictly, validation_report, workspace};
 
 /// The runbook's `helm upgrade --install` flags.
 const SEED_FLAGS: &[&str] = &[
@@ -303,6 +302,24 @@ fn container_env(docs: &[Value]) -> Vec<Value> {
     deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().clone()
 }
 
+/// The pod's volume of Secret `secret`.
+fn secret_volume<'a>(pod: &'a Value, secret: &str) -> &'a Value {
+    let volumes = pod["volumes"].as_array().expect("the pod has volumes");
+    volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == secret)
+        .unwrap_or_else(|| panic!("no volume of Secret {secret}"))
+}
+
+/// Where the orchestrator container mounts `volume`.
+fn mount_of<'a>(pod: &'a Value, volume: &Value) -> &'a Value {
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().expect("the container mounts volumes");
+    mounts
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap_or_else(|| panic!("volume {} is not mounted", volume["name"]))
+}
+
 fn env_value(env: &[Value], key: &str) -> Option<Value> {
     env.iter().find(|e| e["name"] == key).map(|e| e["value"].clone())
 }
@@ -352,15 +369,10 @@ fn chart_mounts_the_admin_token_as_a_file_and_renders_the_auth_settings() {
     let env = container_env(&docs);
     // The admin token is a file from Secret s, read-only; never an env value or secretKeyRef.
     let pod = &find(&docs, "Deployment", "csv-analyst-csv-analyst-chat")["spec"]["template"]["spec"];
-    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "s").unwrap();
+    let volume = secret_volume(pod, "s");
     assert_eq!(volume["secret"]["items"], json!([{"key": "admin-token", "path": "admin-token"}]));
     assert_ne!(volume["secret"]["optional"], true, "no Secret, no pod: never open");
-    let mount = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == volume["name"])
-        .expect("the admin token's volume is mounted in the orchestrator container");
+    let mount = mount_of(pod, volume);
     assert_eq!(mount["readOnly"], true);
     assert!(mount.get("subPath").is_none(), "the whole volume, so a rotated Secret reaches the file");
     let file = format!("{}/admin-token", mount["mountPath"].as_str().unwrap());
@@ -582,23 +594,6 @@ fn without_kind(yaml: &str, kind: &str) -> String {
         .join("\n---\n")
 }
 
-/// kubernetes-validate's verdict (strict, Kubernetes 1.33) on a YAML stream and its
-/// report; None when the tool is missing and that is allowed (recorded as skipped).
-fn validation_report(yaml: &str) -> Option<(bool, String)> {
-    let validator = require_tool("kubernetes-validate")?;
-    let mut child = Command::new(validator)
-        .args(["--strict", "-k", "1.33.0", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    Some((output.status.success(), report))
-}
-
 /// The Deployment's `checksum/config` pod annotation, rendered with `extra`.
 fn config_checksum(helm: &Helm, extra: &[&str]) -> String {
     let docs = documents(&helm.template(extra));
@@ -667,20 +662,10 @@ fn chart_runs_several_replicas_on_postgres_from_an_existing_secret() {
     assert_eq!(spread[0]["labelSelector"]["matchLabels"], *selector);
 
     // The URL is a file from the Secret, read-only; never an env value or secretKeyRef.
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["secret"]["secretName"] == "csv-analyst-store")
-        .expect("the store's Secret is a volume");
+    let volume = secret_volume(pod, "csv-analyst-store");
     assert_eq!(volume["secret"]["items"], json!([{"key": "url", "path": "url"}]));
     assert_ne!(volume["secret"]["optional"], true, "no Secret, no pod");
-    let mount = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == volume["name"])
-        .expect("the store's Secret is mounted in the orchestrator container");
+    let mount = mount_of(pod, volume);
     assert_eq!(mount["readOnly"], true);
     assert!(mount.get("subPath").is_none(), "the whole volume");
     let env = container_env(&docs);
@@ -726,8 +711,7 @@ fn chart_runs_several_replicas_on_postgres_from_an_existing_secret() {
     validate_strictly(&yaml);
     let docs = documents(&yaml);
     let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
-    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "csv-analyst-store");
-    let volume = volume.expect("the store's Secret is a volume");
+    let volume = secret_volume(pod, "csv-analyst-store");
     assert_eq!(volume["secret"]["items"], json!([{"key": "dsn", "path": "url"}]), "existingSecretKey");
     let env = container_env(&docs);
     assert_eq!(env_value(&env, "RUN_LEASE_SECONDS"), Some(json!("45")));
@@ -756,11 +740,9 @@ fn chart_runs_several_replicas_on_postgres_from_an_existing_secret() {
     assert_eq!(find(&docs, "Deployment", FULLNAME)["spec"]["replicas"], 2);
     find(&docs, "PodDisruptionBudget", FULLNAME);
     let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
-    let ca = pod["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "csv-analyst-db-ca");
-    let ca = ca.expect("the CA's Secret is a volume");
+    let ca = secret_volume(pod, "csv-analyst-db-ca");
     assert_eq!(ca["secret"]["items"], json!([{"key": "ca.crt", "path": "ca.crt"}]));
-    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
-    let mount = mounts.iter().find(|m| m["name"] == ca["name"]).expect("the CA's Secret is mounted");
+    let mount = mount_of(pod, ca);
     let env = container_env(&docs);
     let file = format!("{}/ca.crt", mount["mountPath"].as_str().unwrap());
     assert_eq!(env_value(&env, "RUN_STORE_CA_FILE"), Some(json!(file)));
@@ -779,12 +761,7 @@ fn chart_keeps_a_postgres_url_it_is_given_in_a_secret_of_its_own() {
 
     let deployment = find(&docs, "Deployment", FULLNAME);
     let pod = &deployment["spec"]["template"]["spec"];
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["secret"]["secretName"] == format!("{FULLNAME}-store"))
-        .expect("the chart's store Secret is a volume");
+    let volume = secret_volume(pod, &format!("{FULLNAME}-store"));
     assert_eq!(volume["secret"]["items"], json!([{"key": "url", "path": "url"}]));
     let env = container_env(&docs);
     assert_eq!(env_value(&env, "RUN_STORE_URL_FILE"), Some(json!("/var/run/secrets/csv-analyst-store/url")));

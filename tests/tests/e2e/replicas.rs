@@ -12,31 +12,11 @@ use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Reply};
 use crate::postgres::Postgres;
-use crate::support::{BinaryService, TestServer, client};
+use crate::support::{BinaryService, TestServer, call, client};
 
 const ADMIN: &str = "admin-token-of-the-replica-tests-0123456789";
 const COUNT_SQL: &str = "SELECT COUNT(*) AS n FROM tickets";
 const SLOW: &str = "SELECT COUNT(*) FROM tickets a, tickets b, tickets c";
-
-async fn call(
-    url: &str,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client().request(method, format!("{url}{path}"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
 
 async fn replica(postgres: &Postgres, fake: &FakeLlm) -> TestServer {
     replica_with_uploads(postgres, fake, None).await

@@ -383,7 +383,15 @@ pub async fn wait_until_ready(url: &str) {
 
 /// `kubernetes-validate --strict` against Kubernetes 1.33's schemas, on a YAML stream.
 pub fn validate_strictly(yaml: &str) {
-    let Some(validator) = require_tool("kubernetes-validate") else { return };
+    let Some((succeeded, report)) = validation_report(yaml) else { return };
+    let passed = succeeded && report.contains("passed") && !report.contains("ERROR");
+    assert!(passed, "strict validation failed:\n{report}");
+}
+
+/// kubernetes-validate's verdict (strict, Kubernetes 1.33) on a YAML stream and its
+/// report; `None` when the tool is missing and that is allowed (recorded as skipped).
+pub fn validation_report(yaml: &str) -> Option<(bool, String)> {
+    let validator = require_tool("kubernetes-validate")?;
     let mut child = std::process::Command::new(validator)
         .args(["--strict", "-k", "1.33.0", "-"])
         .stdin(std::process::Stdio::piped())
@@ -395,8 +403,29 @@ pub fn validate_strictly(yaml: &str) {
     child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let passed = output.status.success() && report.contains("passed") && !report.contains("ERROR");
-    assert!(passed, "strict validation failed:\n{report}");
+    Some((output.status.success(), report))
+}
+
+/// One request to the service at `url`, as `token`'s bearer when given, with a JSON
+/// body when given: the status and the body (JSON, or the text as a string).
+pub async fn call(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client().request(method, format!("{url}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// The real orchestrator binary serving on a free loopback port, with the test's

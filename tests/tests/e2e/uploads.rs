@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use orchestrator::config::ApiKey;
 use serde_json::{Value, json};
 
-use crate::support::{BinaryService, TestServer, client, require_tool};
+use crate::support::{BinaryService, TestServer, call, client, require_tool};
 
 const ADMIN: &str = "admin-token-of-the-upload-tests-0123456789";
 
@@ -58,26 +58,6 @@ pub(crate) async fn upload(url: &str, token: Option<&str>, form: Form) -> (u16, 
         .body(form.body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn call(
-    url: &str,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client().request(method, format!("{url}{path}"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
