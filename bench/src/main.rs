@@ -23,6 +23,11 @@
 //!
 //! Prints a Markdown table with issue 13's targets, then one JSON line with every figure.
 //!
+//! `--big-data` runs only the section on data bigger than a run's memory (see
+//! `big_data`): the sandbox at 256 MiB, spilling, against DuckDB at one thread and
+//! 256MB. It needs no native DataFusion: `cargo run --release -p bench
+//! --no-default-features -- --big-data` builds in minutes.
+//!
 //! Two other modes, for finding where the time goes:
 //! - `--sql "SELECT …" --dataset support --mb 25`: that one query, wasm against native,
 //!   in pairs.
@@ -34,6 +39,7 @@
 //!   profiler whenever it loads it, cached or not. The functions have their Rust names:
 //!   the `guest` profile strips debug info only and keeps the `name` section.
 
+mod big_data;
 mod measure;
 mod service;
 
@@ -84,6 +90,10 @@ struct Cli {
     /// How long --profile keeps running the query.
     #[arg(long, default_value_t = 60)]
     profile_seconds: u64,
+    /// Instead of the benchmark: data bigger than memory, the sandbox at 256 MiB
+    /// (spilling) against DuckDB at one thread and 256MB (8M rows, about 260 MB).
+    #[arg(long)]
+    big_data: bool,
 }
 
 /// Sizes and repetitions of a run.
@@ -173,12 +183,20 @@ fn main() -> anyhow::Result<()> {
     if cli.profile {
         return profile(&cli, &data);
     }
+    if cli.big_data {
+        return big_data::run(&data, &cli.python, runner_host::module::default_cache_dir());
+    }
     let started = Instant::now();
     let mut report = Report { pairs: plan.pairs, ..Report::default() };
 
     eprintln!("bench: loading the sandbox (the first run after a build compiles the guest)");
     let cache = runner_host::module::default_cache_dir();
-    let options = SandboxOptions { module: ModuleSource::Embedded, cache_dir: cache.clone(), profiler: Profiler::None };
+    let options = SandboxOptions {
+        module: ModuleSource::Embedded,
+        cache_dir: cache.clone(),
+        profiler: Profiler::None,
+        ..SandboxOptions::default()
+    };
     let sandbox = Sandbox::new(&options)?;
     if let (Some(sql), Some(id)) = (&cli.sql, &cli.dataset) {
         return compare_one(&sandbox, &data, id, sql, cli.mb, plan.pairs);
@@ -249,7 +267,7 @@ fn wasm_native_pairs(sandbox: &Sandbox, dir: &Path, request: &RunRequest, n: usi
     paired(
         n,
         || check(sandbox.run_mounted(dir, request.clone())).context("in the sandbox"),
-        || check(runner_guest::run_in(&native_request, &root)).context("natively"),
+        || check(native_run(&native_request, &root)).context("natively"),
     )
 }
 
@@ -267,7 +285,7 @@ fn compare_one(sandbox: &Sandbox, data: &Path, id: &str, sql: &str, mb: u32, pai
             guest_ms.push(result.stats.guest_query_ms.unwrap_or(0.0));
             check(result).context("in the sandbox")
         },
-        || check(runner_guest::run_in(&native_request, &root)).context("natively"),
+        || check(native_run(&native_request, &root)).context("natively"),
     )?;
     println!(
         "wasm {:.1} ms (guest {:.1} ms), native {:.1} ms: {:.2}x, median of {pairs} pairs (middle half {:.2}–{:.2}x)  [{sql}]",
@@ -296,6 +314,7 @@ fn profile(cli: &Cli, data: &Path) -> anyhow::Result<()> {
         module: ModuleSource::Embedded,
         cache_dir: runner_host::module::default_cache_dir(),
         profiler: Profiler::PerfMap,
+        ..SandboxOptions::default()
     };
     let sandbox = Sandbox::new(&options).context("cannot load the guest with the perf map on")?;
     check(sandbox.run_mounted(&dir, request.clone())).context("the profiled query fails")?;
@@ -373,6 +392,18 @@ fn check(result: RunResult) -> anyhow::Result<()> {
         bail!("the run failed: {:?}", result.error);
     }
     Ok(())
+}
+
+/// `request` run natively, in this process, by the guest's own library.
+#[cfg(feature = "native")]
+fn native_run(request: &RunRequest, root: &str) -> RunResult {
+    runner_guest::run_in(request, root, &std::env::temp_dir())
+}
+
+/// Built without the native guest (`--no-default-features`, for `--big-data`).
+#[cfg(not(feature = "native"))]
+fn native_run(_request: &RunRequest, _root: &str) -> RunResult {
+    RunResult::failure(protocol::ErrorType::Internal, "bench was built without its `native` feature")
 }
 
 /// DuckDB timings: in process (median) and a fresh process per query (median).
@@ -453,15 +484,20 @@ fn cold_start(sandbox: &Sandbox, datasets: &Path, plan: &Plan, cache: Option<&Pa
     })?;
     let load_precompiled = time_n(plan.cold_runs, || {
         let module = ModuleSource::File(artifact.clone());
-        Sandbox::new(&SandboxOptions { module, cache_dir: None, profiler: Profiler::None })
+        Sandbox::new(&SandboxOptions { module, cache_dir: None, profiler: Profiler::None, ..SandboxOptions::default() })
             .map(drop)
             .map_err(anyhow::Error::from)
     })?;
     let load_cached = time_n(plan.cold_runs, || {
         let cache_dir = cache.map(Path::to_path_buf);
-        Sandbox::new(&SandboxOptions { module: ModuleSource::Embedded, cache_dir, profiler: Profiler::None })
-            .map(drop)
-            .map_err(anyhow::Error::from)
+        Sandbox::new(&SandboxOptions {
+            module: ModuleSource::Embedded,
+            cache_dir,
+            profiler: Profiler::None,
+            ..SandboxOptions::default()
+        })
+        .map(drop)
+        .map_err(anyhow::Error::from)
     })?;
     let compile = if plan.full_compile {
         // A full Cranelift compile, bypassing the cache (a portable target forces it).

@@ -14,6 +14,7 @@ const ERROR_WORDS = {
   TIMEOUT: 'The query ran past its time limit.',
   MEMORY_LIMIT: 'The query needed more memory than a run may use.',
   OUTPUT_LIMIT: 'The result was larger than a run may return.',
+  SPILL_LIMIT: 'The query needed more scratch disk than a run may spill to.',
   INVALID_REQUEST: 'The request is not valid.',
   INVALID_JSON: 'The request is not valid JSON.',
   INVALID_PLAN: 'The plan is not valid.',

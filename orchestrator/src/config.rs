@@ -64,6 +64,18 @@ pub struct Config {
     #[arg(long, env = "RUN_MEMORY_LIMIT_MB", default_value_t = 256, global = true)]
     pub run_memory_limit_mb: u64,
 
+    /// Scratch disk a run may spill to when a sort, an aggregate or a window does
+    /// not fit in its memory, in MiB (0 turns spilling off). The service's disk use
+    /// for spilling stays within the run slots times this.
+    #[arg(long, env = "RUN_SPILL_MAX_MB", default_value_t = protocol::defaults::SPILL_LIMIT_BYTES >> 20, global = true)]
+    pub run_spill_max_mb: u64,
+
+    /// Where each run that spills gets its own scratch directory, removed when the
+    /// run ends (those of a process that crashed are removed at start). Default: the
+    /// system's temporary folder. Runner Jobs spill to an emptyDir of their own.
+    #[arg(long, env = "RUN_SPILL_DIR", value_name = "DIR", global = true)]
+    pub run_spill_dir: Option<PathBuf>,
+
     /// Runs executing at once; more wait up to QUEUE_TIMEOUT_MS, then get 503.
     /// Default: the number of CPUs.
     #[arg(long, env = "MAX_CONCURRENT_RUNS", global = true)]
@@ -679,6 +691,16 @@ impl Config {
         self.run_memory_limit_mb.saturating_mul(1024 * 1024)
     }
 
+    /// What a run may spill, in bytes (0: spilling is off).
+    pub fn spill_limit_bytes(&self) -> u64 {
+        self.run_spill_max_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Where the in-process sandbox makes runs' scratch directories.
+    pub fn spill_dir(&self) -> PathBuf {
+        self.run_spill_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
     /// Runs executing at once, for the configured provider.
     pub fn concurrency(&self) -> usize {
         match self.sandbox_provider {
@@ -697,6 +719,12 @@ impl Config {
         }
         if !(16..=4096).contains(&self.run_memory_limit_mb) {
             return Err("RUN_MEMORY_LIMIT_MB must be between 16 and 4096".into());
+        }
+        if self.run_spill_max_mb > runner_host::sandbox::limits::MAX_SPILL_BYTES >> 20 {
+            return Err(format!(
+                "RUN_SPILL_MAX_MB must be at most {} (1 TiB); 0 turns spilling off",
+                runner_host::sandbox::limits::MAX_SPILL_BYTES >> 20
+            ));
         }
         if self.max_output_bytes == 0 {
             return Err("MAX_OUTPUT_BYTES must be at least 1".into());

@@ -62,6 +62,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 module: ModuleSource::from_option(config.runner_module.clone()),
                 cache_dir: config.runner_cache_dir.clone().or_else(module::default_cache_dir),
                 profiler: Profiler::None,
+                spill_dir: config.spill_dir(),
             };
             Provider::Local(LocalProvider::start(options, config.datasets_dir.clone(), config.uploads_dir()))
         }

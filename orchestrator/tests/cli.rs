@@ -22,6 +22,8 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "MAX_ROWS",
         "MAX_OUTPUT_BYTES",
         "RUN_MEMORY_LIMIT_MB",
+        "RUN_SPILL_MAX_MB",
+        "RUN_SPILL_DIR",
         "MAX_CONCURRENT_RUNS",
         "QUEUE_TIMEOUT_MS",
         "RUN_STORE_PATH",
@@ -73,6 +75,10 @@ fn bad_settings_fail_at_start_with_a_clear_message() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATASETS_DIR=/nonexistent/datasets") && stderr.contains("registry.json"), "{stderr}");
+
+    let output = orchestrator().env("LISTEN_ADDR", "127.0.0.1:0").env("RUN_SPILL_MAX_MB", "2000000").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RUN_SPILL_MAX_MB must be at most"));
 
     let output = orchestrator().env("LOG_LEVEL", "loud[").output().unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -23,3 +23,12 @@ pub use result::{ErrorType, RunError, RunResult, RunStats, RunStatus};
 /// The directory the dataset is mounted at inside the sandbox (and inside the
 /// runner container image).
 pub const DATA_MOUNT: &str = "/data";
+
+/// The directory a run may spill to inside the sandbox: its own scratch directory,
+/// read-write, preopened only when the request's `spill_limit_bytes` is above zero.
+pub const SCRATCH_MOUNT: &str = "/scratch";
+
+/// What each file created in the scratch directory counts against a run's
+/// `spill_limit_bytes` beyond the bytes written to it (its inode and last block):
+/// the guest and the host count alike.
+pub const SCRATCH_FILE_BYTES: u64 = 4096;

@@ -10,6 +10,10 @@ pub mod defaults {
     pub const MAX_OUTPUT_BYTES: u64 = 65_536;
     /// Linear memory the guest may grow to.
     pub const MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+    /// What a run may spill to its scratch directory, where the service and
+    /// `runner-host run` turn spilling on (`RUN_SPILL_MAX_MB`); a request without
+    /// `spill_limit_bytes` does not spill.
+    pub const SPILL_LIMIT_BYTES: u64 = 2048 * 1024 * 1024;
 }
 
 /// What a [`RequestKind::Describe`] accepts of a file before the service keeps it.
@@ -61,6 +65,12 @@ pub struct RunRequest {
     pub max_output_bytes: u64,
     #[serde(default = "default_memory_limit_bytes")]
     pub memory_limit_bytes: u64,
+    /// Bytes the run may write to its scratch directory (`/scratch`) when an operator
+    /// (a sort, an aggregate, a window) does not fit in memory; `0`, the default,
+    /// turns spilling off. The guest stops spilling at this cap, and the host stops a
+    /// guest that writes past it (`SPILL_LIMIT`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spill_limit_bytes: u64,
     /// What the dataset's files must hash to, checked by the runner before the guest
     /// starts. Set for runner Jobs, whose files come from their image or a volume
     /// rather than the service's own disk: a runner holding other files than the
@@ -95,6 +105,9 @@ fn default_max_output_bytes() -> u64 {
 fn default_memory_limit_bytes() -> u64 {
     defaults::MEMORY_LIMIT_BYTES
 }
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
 
 impl RunRequest {
     /// A request with the default limits.
@@ -108,6 +121,7 @@ impl RunRequest {
             max_rows: defaults::MAX_ROWS,
             max_output_bytes: defaults::MAX_OUTPUT_BYTES,
             memory_limit_bytes: defaults::MEMORY_LIMIT_BYTES,
+            spill_limit_bytes: 0,
             expected_version: None,
         }
     }

@@ -34,6 +34,9 @@ pub enum ErrorType {
     MemoryLimit,
     /// The guest wrote more output than the sandbox accepts.
     OutputLimit,
+    /// The query needed more scratch disk than the run may spill to
+    /// (`RUN_SPILL_MAX_MB`), or the guest wrote past it.
+    SpillLimit,
     /// The request itself is malformed (unknown dataset, bad limits, ...).
     InvalidRequest,
     /// A dataset file is missing, unreadable, or does not parse as declared.
@@ -60,6 +63,7 @@ impl ErrorType {
             ErrorType::Timeout => "TIMEOUT",
             ErrorType::MemoryLimit => "MEMORY_LIMIT",
             ErrorType::OutputLimit => "OUTPUT_LIMIT",
+            ErrorType::SpillLimit => "SPILL_LIMIT",
             ErrorType::InvalidRequest => "INVALID_REQUEST",
             ErrorType::DatasetError => "DATASET_ERROR",
             ErrorType::SandboxError => "SANDBOX_ERROR",
@@ -69,7 +73,7 @@ impl ErrorType {
     }
 
     /// Every error type, in documentation order.
-    pub const ALL: [ErrorType; 13] = [
+    pub const ALL: [ErrorType; 14] = [
         ErrorType::SqlParseError,
         ErrorType::SqlPlanError,
         ErrorType::SqlExecutionError,
@@ -78,6 +82,7 @@ impl ErrorType {
         ErrorType::Timeout,
         ErrorType::MemoryLimit,
         ErrorType::OutputLimit,
+        ErrorType::SpillLimit,
         ErrorType::InvalidRequest,
         ErrorType::DatasetError,
         ErrorType::SandboxError,
@@ -119,6 +124,10 @@ pub struct RunStats {
     /// Time to create the sandbox instance (host-measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instantiate_ms: Option<f64>,
+    /// Bytes the guest wrote to its scratch directory: what the query spilled
+    /// (host-measured; absent when spilling is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spilled_bytes: Option<u64>,
 }
 
 /// The outcome of a run.

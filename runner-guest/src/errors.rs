@@ -39,6 +39,19 @@ pub fn classify(error: &DataFusionError, tables: &[String]) -> (ErrorType, Strin
     }
 }
 
+/// A memory error's message, with what to write instead when a hash join caused it:
+/// a hash join keeps its build side (the right input) in memory and cannot spill.
+pub fn explain_memory(error_type: ErrorType, message: String) -> String {
+    if error_type != ErrorType::MemoryLimit || !message.contains("HashJoinInput") {
+        return message;
+    }
+    format!(
+        "{message}; the query's hash join keeps its right input in memory, and it did not fit (joins do not \
+         spill): filter each side first, aggregate it to the join's keys (WITH s AS (SELECT key, SUM(x) AS x \
+         FROM big GROUP BY key) SELECT ... FROM s JOIN ...), or put the smaller table on the right"
+    )
+}
+
 /// The unqualified column DataFusion did not find, when that is the error.
 pub fn missing_column(error: &DataFusionError) -> Option<String> {
     match error.find_root() {

@@ -10,8 +10,11 @@
 //! This is the innermost of csv-analyst's defences, and it does not trust the host's
 //! SQL policy: the statement's shape is bounded before parsing (`statements`),
 //! DataFusion's [`SQLOptions`] refuse DDL, DML and statements, URL tables are off,
-//! nothing can spill to disk, and a memory pool sized from the request's memory limit
-//! fails large operators cleanly before the wasm memory cap traps.
+//! and a memory pool sized from the request's memory limit makes large operators
+//! spill (`spill`: to the run's own scratch directory, up to the request's
+//! `spill_limit_bytes`) or fail cleanly before the wasm memory cap traps. A hash
+//! join cannot spill: one whose build side does not fit fails with a message saying
+//! what to write instead (`errors::explain_memory`).
 //!
 //! The dialect is DataFusion's with the differences docs/sql.md lists: `statements`
 //! rewrites spellings (FROM-first, `ORDER BY ALL`, introspection, and with `spellings`
@@ -32,8 +35,10 @@ mod json_rows;
 mod parquet_table;
 mod semantics;
 mod spellings;
+mod spill;
 mod statements;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,6 +58,7 @@ use protocol::{ErrorType, RequestKind, RunRequest, RunResult};
 use crate::dataset::{BytesRead, DatasetSchema};
 use crate::errors::classify;
 use crate::information_schema::InformationSchema;
+use crate::spill::{ScratchFiles, SortLargeFetches, SpillBudget};
 
 /// The catalog DataFusion resolves unqualified names in; the dataset is its one schema.
 const CATALOG: &str = "datafusion";
@@ -61,18 +67,32 @@ const BATCH_SIZE: usize = 8192;
 /// Share of the memory limit DataFusion's operators (hash tables, sorts) may hold.
 /// The rest is for CSV batches in flight, result rows, static data and the allocator.
 const MEMORY_POOL_SHARE: f64 = 0.6;
+/// The share when the run may spill: an operator grows its memory before it counts
+/// it (a hash table doubling holds old and new at once), and one that spills must
+/// reach the pool's limit, never the wasm memory's, which would end the run.
+const SPILLING_POOL_SHARE: f64 = 0.35;
 /// Select-list aliases that WHERE may use (each one plans the statement again).
 const MAX_ALIAS_SUBSTITUTIONS: usize = 4;
+/// Spill files one merge pass reads at once (each an open file; the host allows a
+/// run 512).
+const MAX_SPILL_MERGE_FAN_IN: usize = 256;
+/// Rows a sort with a limit keeps in memory as a top-k at most; a larger `LIMIT` plus
+/// `OFFSET` sorts in full, spilling.
+const MAX_TOP_K: usize = 100_000;
+/// When spilling, a sort keeps back this fraction of the pool (1/n) for merging.
+const SORT_MERGE_RESERVE_DIVISOR: usize = 2;
 /// How deep the SQL parser may recurse: a deeper expression is a parse error.
 const PARSER_RECURSION_LIMIT: usize = 64;
 
-/// Runs `request`, whose file paths are under `/data`.
+/// Runs `request`, whose file paths are under `/data`, spilling (when the request
+/// allows it) to `/scratch`.
 pub fn run(request: &RunRequest) -> RunResult {
-    run_in(request, protocol::DATA_MOUNT)
+    run_in(request, protocol::DATA_MOUNT, Path::new(protocol::SCRATCH_MOUNT))
 }
 
-/// Runs `request`, whose file paths must be under `data_root` (natively, any folder).
-pub fn run_in(request: &RunRequest, data_root: &str) -> RunResult {
+/// Runs `request`, whose file paths must be under `data_root` (natively, any folder),
+/// spilling to `scratch_dir` (natively, an empty folder of the caller's).
+pub fn run_in(request: &RunRequest, data_root: &str, scratch_dir: &Path) -> RunResult {
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,20 +101,37 @@ pub fn run_in(request: &RunRequest, data_root: &str) -> RunResult {
     };
     let started = Instant::now();
     let bytes_read = BytesRead::default();
-    let mut result = runtime
-        .block_on(execute(request, data_root, bytes_read.clone()))
-        .unwrap_or_else(|(error_type, message)| RunResult::failure(error_type, message));
+    let spill = (request.spill_limit_bytes > 0).then(|| SpillBudget::new(request.spill_limit_bytes));
+    let scratch = spill.as_ref().map(|budget| ScratchFiles::new(scratch_dir, budget.clone()));
+    let outcome = runtime.block_on(execute(request, data_root, scratch, bytes_read.clone()));
+    let mut result = outcome.unwrap_or_else(|(error_type, message)| match &spill {
+        Some(budget) if budget.exceeded() => RunResult::failure(
+            ErrorType::SpillLimit,
+            format!(
+                "the query needs more than {} MiB of scratch disk to spill to (the run's limit, RUN_SPILL_MAX_MB); \
+                 aggregate or filter more before sorting or grouping: {message}",
+                budget.limit() >> 20
+            ),
+        ),
+        _ => RunResult::failure(error_type, errors::explain_memory(error_type, message)),
+    });
     result.stats.guest_query_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     result.stats.bytes_read = Some(bytes_read.get());
+    result.stats.spilled_bytes = spill.map(|budget| budget.written());
     result
 }
 
 pub(crate) type Failure = (ErrorType, String);
 
-async fn execute(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Result<RunResult, Failure> {
+async fn execute(
+    request: &RunRequest,
+    data_root: &str,
+    scratch: Option<ScratchFiles>,
+    bytes_read: BytesRead,
+) -> Result<RunResult, Failure> {
     let tables: Vec<String> = request.files.iter().map(|f| f.table.clone()).collect();
     let fail = |e: DataFusionError| classify(&e, &tables);
-    let ctx = session(request, data_root, bytes_read.clone())?;
+    let ctx = session(request, data_root, scratch, bytes_read.clone())?;
     if request.kind == RequestKind::Describe {
         return describe::describe(&ctx, &request.files, BATCH_SIZE, bytes_read).await;
     }
@@ -149,12 +186,28 @@ async fn execute(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -
     Ok(RunResult::success(columns, column_types, rows.into_rows(), truncated))
 }
 
-fn session(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Result<SessionContext, Failure> {
+fn session(
+    request: &RunRequest,
+    data_root: &str,
+    scratch: Option<ScratchFiles>,
+    bytes_read: BytesRead,
+) -> Result<SessionContext, Failure> {
     let memory_limit = usize::try_from(request.memory_limit_bytes).unwrap_or(usize::MAX);
-    let pool_bytes = (memory_limit as f64 * MEMORY_POOL_SHARE) as usize;
+    let spilling = scratch.is_some();
+    let share = if spilling { SPILLING_POOL_SHARE } else { MEMORY_POOL_SHARE };
+    let pool_bytes = (memory_limit as f64 * share) as usize;
+    let disk = match scratch {
+        None => DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        // The factory enforces the cap (DataFusion's own count covers only its
+        // default files); the disk manager is told it too, for EXPLAIN ANALYZE.
+        Some(files) => DiskManagerBuilder::default()
+            .with_temp_file_factory(Arc::new(files))
+            .with_max_temp_directory_size(request.spill_limit_bytes)
+            .with_max_spill_merge_fan_in(MAX_SPILL_MERGE_FAN_IN),
+    };
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(pool_bytes, 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_disk_manager_builder(disk)
         .build_arc()
         .map_err(|e| (ErrorType::Internal, format!("cannot set up the query engine: {e}")))?;
 
@@ -167,15 +220,27 @@ fn session(request: &RunRequest, data_root: &str, bytes_read: BytesRead) -> Resu
     options.sql_parser.recursion_limit = ConfigNonZeroUsize::try_new(PARSER_RECURSION_LIMIT)
         .map_err(|e| (ErrorType::Internal, format!("invalid parser recursion limit: {e}")))?;
     options.sql_parser.default_null_ordering = semantics::NULL_ORDERING.to_string();
+    if spilling {
+        // A sort merges what it holds in memory (to write a sorted run, or to answer)
+        // in memory the pool sees only as the merge goes: half the pool is kept back
+        // for that, so the sort spills when the other half is full. With DataFusion's
+        // fixed 10 MiB, a sort of 50 MB in a 90 MB pool never spilled and its final
+        // merge ran out of memory.
+        options.execution.sort_spill_reservation_bytes = pool_bytes / SORT_MERGE_RESERVE_DIVISOR;
+    }
 
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         // Ahead of DataFusion's planners, which `with_default_features` appends.
         .with_expr_planners(vec![Arc::new(semantics::StringSubscripts)])
         .with_default_features()
-        .with_analyzer_rules(semantics::analyzer_rules())
-        .build();
+        .with_analyzer_rules(semantics::analyzer_rules());
+    if spilling {
+        // After DataFusion's rules, which push a limit into the sort below it.
+        state = state.with_physical_optimizer_rule(Arc::new(SortLargeFetches { max_top_k: MAX_TOP_K }));
+    }
+    let state = state.build();
     let ctx = SessionContext::new_with_state(state);
     functions::register(&ctx);
     let schema = DatasetSchema::new(&request.files, data_root, BATCH_SIZE, bytes_read)

@@ -7,6 +7,8 @@
 //!   artifact) and the compilation cache that keeps Cranelift to once per build.
 //! - [`mount`]: which folder the guest sees at `/data`.
 //! - [`output`]: the capped pipes that hold the guest's stdout and stderr.
+//! - [`scratch`]: the read-write directory a run may spill to, and the host's count
+//!   of what the guest writes there.
 //!
 //! The orchestrator embeds this library for its local provider; the `runner-host`
 //! binary wraps it for people (`run`), for Kubernetes Jobs (`exec`) and for
@@ -16,6 +18,7 @@ pub mod module;
 pub mod mount;
 pub mod output;
 pub mod sandbox;
+pub mod scratch;
 
 use std::path::Path;
 

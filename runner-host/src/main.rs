@@ -32,7 +32,9 @@ const EXIT_USAGE: u8 = 2;
     long_about = "Run SQL over CSV datasets inside a WebAssembly sandbox.\n\n\
         The query runs in Apache DataFusion compiled to wasm32-wasip1, executed by wasmtime with \
         only the dataset's folder visible (read-only, at /data), no network, no environment, \
-        a wall-clock deadline, a memory cap and an output cap.\n\n\
+        a wall-clock deadline, a memory cap and an output cap. A query that needs more memory \
+        spills to a scratch directory of its own (read-write, at /scratch, removed when it \
+        ends), up to a disk cap the host enforces.\n\n\
         The first start after a build compiles the guest with Cranelift (minutes) and caches \
         the result; later starts load it in milliseconds."
 )]
@@ -59,7 +61,27 @@ impl ModuleArgs {
             module: ModuleSource::from_option(self.module.clone()),
             cache_dir: self.cache_dir.clone().or_else(module::default_cache_dir),
             profiler: Profiler::None,
+            ..SandboxOptions::default()
         }
+    }
+}
+
+#[derive(clap::Args)]
+struct SpillArgs {
+    /// Where a run that spills gets its own scratch directory, removed when it ends
+    /// (directories left by a process that crashed are removed at start). Default:
+    /// the system's temporary folder.
+    #[arg(long, env = "RUN_SPILL_DIR", value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+}
+
+impl SpillArgs {
+    fn options(&self, module: &ModuleArgs) -> SandboxOptions {
+        let mut options = module.options();
+        if let Some(dir) = &self.spill_dir {
+            options.spill_dir = dir.clone();
+        }
+        options
     }
 }
 
@@ -102,6 +124,12 @@ struct RunArgs {
     /// Serialized size of the returned rows at most; more set `truncated`.
     #[arg(long, env = "RUNNER_MAX_OUTPUT_BYTES", default_value_t = defaults::MAX_OUTPUT_BYTES, value_name = "N")]
     max_output_bytes: u64,
+    /// Scratch disk the query may spill to when a sort, an aggregate or a window
+    /// does not fit in memory, in MiB; 0 turns spilling off.
+    #[arg(long, env = "RUN_SPILL_MAX_MB", default_value_t = defaults::SPILL_LIMIT_BYTES >> 20, value_name = "N")]
+    spill_max_mb: u64,
+    #[command(flatten)]
+    spill: SpillArgs,
     /// Output format.
     #[arg(long, env = "RUNNER_FORMAT", value_enum, default_value_t = Format::Json)]
     format: Format,
@@ -136,6 +164,9 @@ struct ExecArgs {
     /// The host folder the request's /data paths refer to.
     #[arg(long, env = "RUNNER_DATA_DIR", default_value = protocol::DATA_MOUNT, value_name = "DIR")]
     data_dir: PathBuf,
+    /// (The request's `spill_limit_bytes` says how much the run may spill.)
+    #[command(flatten)]
+    spill: SpillArgs,
     #[command(flatten)]
     module: ModuleArgs,
 }
@@ -185,8 +216,9 @@ fn run(args: RunArgs) -> ExitCode {
     request.max_rows = args.max_rows;
     request.max_output_bytes = args.max_output_bytes;
     request.memory_limit_bytes = args.memory_mb.saturating_mul(1024 * 1024);
+    request.spill_limit_bytes = args.spill_max_mb.saturating_mul(1024 * 1024);
 
-    let sandbox = match Sandbox::new(&args.module.options()) {
+    let sandbox = match Sandbox::new(&args.spill.options(&args.module)) {
         Ok(sandbox) => sandbox,
         Err(e) => return usage_error(e),
     };
@@ -219,7 +251,7 @@ fn run(args: RunArgs) -> ExitCode {
 fn exec(args: ExecArgs) -> ExitCode {
     let result = match read_exec_request() {
         Err(message) => RunResult::failure(ErrorType::InvalidRequest, message),
-        Ok(request) => match Sandbox::new(&args.module.options()) {
+        Ok(request) => match Sandbox::new(&args.spill.options(&args.module)) {
             Ok(sandbox) => sandbox.run_mounted(&args.data_dir, request),
             Err(e) => RunResult::failure(ErrorType::SandboxError, e.to_string()),
         },

@@ -10,10 +10,13 @@
 //!   going [`limits::HOST_CALL_GRACE`] past its deadline is abandoned and reported as
 //!   a timeout, and its thread is counted in [`Sandbox::stuck_runs`] until it ends;
 //! - stdin holding the request, stdout and stderr captured through capped pipes,
-//! - no environment, no arguments beyond the program name, no network, and exactly
-//!   one preopened directory: the dataset's folder, read-only, at `/data`, checked on
+//! - no environment, no arguments beyond the program name, no network, and one
+//!   preopened directory: the dataset's folder, read-only, at `/data`, checked on
 //!   disk first (see [`crate::mount::verify`]: no symbolic links to other places,
-//!   regular files only).
+//!   regular files only); and, when the request may spill, a second: a fresh scratch
+//!   directory of its own, read-write, at `/scratch`, whose writes the host counts
+//!   against the request's `spill_limit_bytes` and which is removed when the run
+//!   ends (see [`crate::scratch`]).
 //!
 //! Whatever the guest does (trap, loop, exhaust memory, flood its output, exit
 //! early, block, print garbage), [`Sandbox::run`] returns a [`RunResult`] that says
@@ -34,6 +37,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::module::{self, LoadedFrom, ModuleError, ModuleSource};
 use crate::output::CappedOutput;
+use crate::scratch::{self, Guarded, ScratchRoot, SpillBudget, SpillLimitExceeded};
 
 /// Every limit of the sandbox that is not per request, in one place.
 pub mod limits {
@@ -58,6 +62,8 @@ pub mod limits {
     pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
     /// Largest memory limit: wasm32 addresses 4 GiB.
     pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+    /// Largest scratch disk a request may ask for (1 TiB).
+    pub const MAX_SPILL_BYTES: u64 = 1024 * 1024 * 1024 * 1024;
     /// Longest timeout a request may ask for.
     pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
     /// Table elements a module may grow to.
@@ -66,10 +72,28 @@ pub mod limits {
     pub const PROGRAM_NAME: &str = "runner-guest";
 }
 
-/// Per-store state: WASI and the memory limiter.
+/// Per-store state: WASI, the memory limiter and the scratch budget.
 struct GuestState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    /// `None` when the run may not spill (it has no scratch directory).
+    spill: Option<Arc<SpillBudget>>,
+    /// Files and folders the guest holds open.
+    open_files: usize,
+}
+
+impl Guarded for GuestState {
+    fn budget(&self) -> Option<&SpillBudget> {
+        self.spill.as_deref()
+    }
+
+    fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
+
+    fn open_files(&mut self) -> &mut usize {
+        &mut self.open_files
+    }
 }
 
 /// Refuses memory growth past the limit, and records the high-water mark.
@@ -125,6 +149,8 @@ pub struct SandboxOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// [`Profiler::None`] but for profiling (the benchmark's `--profile`).
     pub profiler: Profiler,
+    /// Where runs that may spill get their scratch directories (`RUN_SPILL_DIR`).
+    pub spill_dir: PathBuf,
 }
 
 impl Default for SandboxOptions {
@@ -133,6 +159,7 @@ impl Default for SandboxOptions {
             module: ModuleSource::Embedded,
             cache_dir: module::default_cache_dir(),
             profiler: Profiler::None,
+            spill_dir: std::env::temp_dir(),
         }
     }
 }
@@ -178,6 +205,7 @@ pub struct Sandbox {
 struct Runner {
     engine: Engine,
     pre: InstancePre<GuestState>,
+    scratch: ScratchRoot,
 }
 
 /// The CPU a precompiled artifact is compiled for.
@@ -228,7 +256,7 @@ pub fn precompile(source: &ModuleSource, cpu: CpuTarget, cache_dir: Option<&Path
         let sandbox = Sandbox::new(&SandboxOptions {
             module: source.clone(),
             cache_dir: cache_dir.map(Path::to_path_buf),
-            profiler: Profiler::None,
+            ..SandboxOptions::default()
         })?;
         return sandbox.precompiled().map_err(fail);
     }
@@ -293,15 +321,23 @@ impl Sandbox {
         config.profiler(options.profiler.strategy());
         let engine = Engine::new(&config).map_err(|e| fail(format!("cannot create the engine: {e}")))?;
         let loaded = module::load(&engine, &options.module, options.cache_dir.as_deref())?;
+        let (scratch, removed) = ScratchRoot::open(&options.spill_dir);
+        if removed > 0 {
+            eprintln!(
+                "runner-host: removed {removed} scratch directories left in {} by a process that ended",
+                options.spill_dir.display()
+            );
+        }
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)
             .map_err(|e| fail(format!("cannot link WASI: {e}")))?;
+        scratch::guard_writes(&mut linker).map_err(|e| fail(format!("cannot link the scratch guards: {e}")))?;
         let pre = linker
             .instantiate_pre(&loaded.module)
             .map_err(|e| fail(format!("the module needs imports the sandbox does not provide: {e}")))?;
         start_epoch_ticker(&engine).map_err(|e| fail(format!("cannot start the epoch ticker thread: {e}")))?;
         Ok(Sandbox {
-            runner: Runner { engine, pre },
+            runner: Runner { engine, pre, scratch },
             module: loaded.module,
             loaded_from: loaded.from,
             load_time: loaded.elapsed,
@@ -444,12 +480,35 @@ impl Runner {
             let message = format!("cannot open the dataset folder: {e}");
             return RunResult::failure(ErrorType::DatasetError, message);
         }
+        // Dropped (and so removed) when this function returns, however the run ended.
+        let scratch_dir = match request.spill_limit_bytes {
+            0 => None,
+            _ => match self.scratch.make_dir() {
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    let message = format!(
+                        "cannot make the run's scratch directory in {} (RUN_SPILL_DIR must be a writable folder; \
+                         RUN_SPILL_MAX_MB=0 turns spilling off): {e}",
+                        self.scratch.dir().display()
+                    );
+                    return RunResult::failure(ErrorType::SandboxError, message);
+                }
+            },
+        };
+        if let Some(dir) = &scratch_dir
+            && let Err(e) = wasi.preopened_dir(dir.path(), protocol::SCRATCH_MOUNT, FsPerms::ReadWrite)
+        {
+            let message = format!("cannot open the run's scratch directory: {e}");
+            return RunResult::failure(ErrorType::SandboxError, message);
+        }
         let limiter = MemoryLimiter {
             limit: usize::try_from(request.memory_limit_bytes).unwrap_or(usize::MAX),
             peak: 0,
             exceeded: false,
         };
-        let mut store = Store::new(&self.engine, GuestState { wasi: wasi.build_p1(), limiter });
+        let spill = scratch_dir.as_ref().map(|_| SpillBudget::new(request.spill_limit_bytes));
+        let state = GuestState { wasi: wasi.build_p1(), limiter, spill: spill.clone(), open_files: 0 };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let ticks = request.timeout_ms.div_ceil(limits::EPOCH_TICK.as_millis() as u64).max(1);
         store.set_epoch_deadline(ticks);
@@ -464,10 +523,11 @@ impl Runner {
         });
 
         let limiter = &store.data().limiter;
-        let mut result = outcome_to_result(outcome, request, limiter, &stdout, &stderr);
+        let mut result = outcome_to_result(outcome, request, limiter, spill.as_deref(), &stdout, &stderr);
         result.stats.peak_memory_bytes = Some(limiter.peak as u64);
         result.stats.output_bytes = Some(stdout.attempted());
         result.stats.instantiate_ms = instantiate_ms;
+        result.stats.spilled_bytes = spill.as_ref().map(|budget| budget.written());
         result
     }
 }
@@ -486,6 +546,9 @@ fn validate_limits(request: &RunRequest) -> Result<(), String> {
     if request.max_output_bytes == 0 {
         return Err("max_output_bytes must be at least 1".to_string());
     }
+    if request.spill_limit_bytes > limits::MAX_SPILL_BYTES {
+        return Err(format!("spill_limit_bytes must be at most {} MiB", limits::MAX_SPILL_BYTES >> 20));
+    }
     Ok(())
 }
 
@@ -495,9 +558,21 @@ fn outcome_to_result(
     outcome: wasmtime::Result<()>,
     request: &RunRequest,
     limiter: &MemoryLimiter,
+    spill: Option<&SpillBudget>,
     stdout: &CappedOutput,
     stderr: &CappedOutput,
 ) -> RunResult {
+    if let Some(budget) = spill
+        && (budget.exceeded() || outcome.as_ref().is_err_and(|e| e.downcast_ref::<SpillLimitExceeded>().is_some()))
+    {
+        return RunResult::failure(
+            ErrorType::SpillLimit,
+            format!(
+                "the guest wrote more than its scratch disk allows ({} MiB, RUN_SPILL_MAX_MB) and was stopped",
+                budget.limit() >> 20
+            ),
+        );
+    }
     if stdout.overflowed() || stderr.overflowed() {
         let (stream, cap) =
             if stdout.overflowed() { ("stdout", stdout.capacity()) } else { ("stderr", stderr.capacity()) };

@@ -16,11 +16,17 @@ const WASI: &str = r#"
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_renumber" (func $fd_renumber (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $fd_filestat_set_size (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "path_create_directory" (func $path_create_directory (param i32 i32 i32) (result i32)))
 "#;
 
 struct Hostile {
     _dir: tempfile::TempDir,
     data: PathBuf,
+    /// The sandbox's spill root (RUN_SPILL_DIR): runs' scratch directories go here.
+    spill: PathBuf,
     sandbox: Sandbox,
 }
 
@@ -33,9 +39,15 @@ fn hostile(body: &str) -> Hostile {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("t.csv"), "a\n1\n").unwrap();
-    let options = SandboxOptions { module: ModuleSource::File(module), cache_dir: None, profiler: Profiler::None };
+    let spill = dir.path().join("spill");
+    let options = SandboxOptions {
+        module: ModuleSource::File(module),
+        cache_dir: None,
+        profiler: Profiler::None,
+        spill_dir: spill.clone(),
+    };
     let sandbox = Sandbox::new(&options).unwrap();
-    Hostile { _dir: dir, data, sandbox }
+    Hostile { _dir: dir, data, spill, sandbox }
 }
 
 fn request(timeout_ms: u64) -> RunRequest {
@@ -246,7 +258,12 @@ fn imports_beyond_wasi_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("m.wat");
     std::fs::write(&module, r#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#).unwrap();
-    let options = SandboxOptions { module: ModuleSource::File(module), cache_dir: None, profiler: Profiler::None };
+    let options = SandboxOptions {
+        module: ModuleSource::File(module),
+        cache_dir: None,
+        profiler: Profiler::None,
+        ..SandboxOptions::default()
+    };
     let err = Sandbox::new(&options).err().expect("must not load");
     assert!(err.to_string().contains("imports the sandbox does not provide"), "{err}");
 }
@@ -432,4 +449,113 @@ fn an_allocation_too_large_for_wasm32_is_the_memory_limit() {
         (func (export "_start") (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
     );
     assert_error(&run(&h, &request(5_000)), ErrorType::Internal, "exited without printing a valid result");
+}
+
+/// What is left in the spill root: the names of its entries.
+fn left_in(spill: &Path) -> Vec<String> {
+    match std::fs::read_dir(spill) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => vec![],
+    }
+}
+
+fn spilling(timeout_ms: u64, spill_limit_bytes: u64) -> RunRequest {
+    let mut request = request(timeout_ms);
+    request.spill_limit_bytes = spill_limit_bytes;
+    request
+}
+
+/// Opens `f` for writing in the scratch directory (fd 4), then runs `then` with
+/// the new fd in `$fd`.
+fn in_scratch_file(then: &str) -> String {
+    format!(
+        r#"(memory (export "memory") 1)
+        (data (i32.const 1024) "f")
+        (func (export "_start") (local $fd i32)
+          (if (i32.ne (call $path_open (i32.const 4) (i32.const 0) (i32.const 1024) (i32.const 1)
+                (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 2048)) (i32.const 0))
+            (then (call $proc_exit (i32.const 101))))
+          (local.set $fd (i32.load (i32.const 2048)))
+          {then})"#
+    )
+}
+
+#[test]
+fn writing_past_the_scratch_cap_stops_the_guest_and_leaves_nothing() {
+    const CAP: u64 = 1024 * 1024;
+    // 4 KiB writes for ever: the host counts them and stops the guest at the cap.
+    let h = hostile(&in_scratch_file(
+        r#"(i32.store (i32.const 0) (i32.const 4096))
+          (i32.store (i32.const 4) (i32.const 4096))
+          (loop (drop (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))"#,
+    ));
+    let started = Instant::now();
+    let result = run(&h, &spilling(10_000, CAP));
+    assert_error(&result, ErrorType::SpillLimit, "scratch disk allows (1 MiB");
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped at the cap, not at the deadline");
+    assert_eq!(result.stats.spilled_bytes, Some(CAP), "every byte up to the cap was written, none past it");
+    assert_eq!(left_in(&h.spill), Vec::<String>::new(), "the run's scratch directory is removed");
+
+    // Growing a file without writing (a sparse file) is charged all the same.
+    let h = hostile(&in_scratch_file(
+        "(call $proc_exit (call $fd_filestat_set_size (local.get $fd) (i64.const 10737418240)))",
+    ));
+    assert_error(&run(&h, &spilling(10_000, CAP)), ErrorType::SpillLimit, "was stopped");
+    assert_eq!(left_in(&h.spill), Vec::<String>::new());
+}
+
+#[test]
+fn the_standard_streams_cannot_be_closed_or_replaced_by_a_file_nor_folders_made() {
+    const ENOTSUP: i32 = 58;
+    // Were stdout closed, or a file renumbered onto it, writes to fd 1 would go to a
+    // file uncounted; a folder takes disk the byte count does not see.
+    for body in [
+        "(call $proc_exit (call $fd_close (i32.const 1)))",
+        "(call $proc_exit (call $fd_renumber (local.get $fd) (i32.const 1)))",
+        "(call $proc_exit (call $path_create_directory (i32.const 4) (i32.const 1024) (i32.const 1)))",
+    ] {
+        let h = hostile(&in_scratch_file(body));
+        let result = run(&h, &spilling(5_000, 1024 * 1024));
+        assert_eq!(exit_code(&result), ENOTSUP, "{body}: {result:?}");
+    }
+}
+
+#[test]
+fn a_run_sees_only_its_own_scratch_directory() {
+    const FD_READ: u64 = 1 << 1;
+    const FD_WRITE: u64 = 1 << 6;
+    const O_CREAT: u32 = 1;
+    for (path, oflags, rights) in [
+        ("../csv-analyst-scratch-other/secret", 0, FD_READ),
+        ("../csv-analyst-scratch-other/mine", O_CREAT, FD_WRITE),
+        ("../../data/t.csv", O_CREAT, FD_WRITE),
+        ("/tmp/x", O_CREAT, FD_WRITE),
+    ] {
+        // The same open as `open_path`, from the scratch directory (fd 4).
+        let module =
+            open_path(path, oflags, rights).replace("(call $path_open (i32.const 3)", "(call $path_open (i32.const 4)");
+        let h = hostile(&module);
+        // Another, live run's directory, beside where this run's is made.
+        let other = h.spill.join("csv-analyst-scratch-other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("secret"), "theirs").unwrap();
+        let held = std::fs::File::open(&other).unwrap();
+        held.lock().unwrap();
+        let result = run(&h, &spilling(5_000, 1024 * 1024));
+        let errno = exit_code(&result);
+        assert!(errno == ENOTCAPABLE || errno == EPERM, "{path}: errno {errno}");
+        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1, "{path}: nothing made in the other run's directory");
+        assert_eq!(left_in(&h.spill), ["csv-analyst-scratch-other"], "{path}: only the live run's directory is left");
+        assert_eq!(std::fs::read_to_string(h.data.join("t.csv")).unwrap(), "a\n1\n");
+    }
+    // Without spilling there is no second directory at all (see
+    // `only_one_directory_is_preopened`); with it, exactly two.
+    let h = hostile(
+        r#"(memory (export "memory") 1)
+        (func (export "_start")
+          (if (i32.ne (call $fd_prestat_get (i32.const 4) (i32.const 0)) (i32.const 0))
+            (then (call $proc_exit (i32.const 101))))
+          (call $proc_exit (call $fd_prestat_get (i32.const 5) (i32.const 0))))"#,
+    );
+    assert_eq!(exit_code(&run(&h, &spilling(5_000, 1024 * 1024))), EBADF, "fd 5 must not exist");
 }

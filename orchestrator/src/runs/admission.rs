@@ -142,6 +142,7 @@ mod tests {
             max_rows: 1,
             max_output_bytes: 1,
             memory_limit_bytes: 1,
+            spill_limit_bytes: 0,
             slots: 2,
             queue_timeout: Duration::from_millis(10),
             runs_per_client,

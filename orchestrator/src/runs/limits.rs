@@ -17,6 +17,8 @@ pub struct RunSettings {
     pub max_rows: u64,
     pub max_output_bytes: u64,
     pub memory_limit_bytes: u64,
+    /// Scratch disk a run may spill to (RUN_SPILL_MAX_MB; 0: none).
+    pub spill_limit_bytes: u64,
     /// Runs executing at once.
     pub slots: usize,
     /// How long a run waits for a slot (QUEUE_TIMEOUT_MS).
@@ -33,6 +35,7 @@ impl RunSettings {
             max_rows: config.max_rows,
             max_output_bytes: config.max_output_bytes,
             memory_limit_bytes: config.memory_limit_bytes(),
+            spill_limit_bytes: config.spill_limit_bytes(),
             slots,
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             runs_per_client: config.max_runs_per_client.unwrap_or_else(|| default_runs_per_client(slots)),
@@ -46,6 +49,7 @@ impl RunSettings {
         request.max_rows = limits.max_rows;
         request.max_output_bytes = self.max_output_bytes;
         request.memory_limit_bytes = self.memory_limit_bytes;
+        request.spill_limit_bytes = self.spill_limit_bytes;
         request
     }
 }

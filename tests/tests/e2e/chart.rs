@@ -862,3 +862,38 @@ fn chart_renders_a_service_monitor_only_when_enabled() {
         assert!(unknown || (passed && report.contains("passed") && !report.contains("ERROR")), "{report}");
     }
 }
+
+#[test]
+fn chart_sets_the_spill_cap_and_gives_in_process_runs_a_scratch_volume() {
+    let Some(helm) = Helm::new() else { return };
+    let docs = documents(&helm.template(SEED_FLAGS));
+    let env = container_env(&docs);
+    assert_eq!(env_value(&env, "RUN_SPILL_MAX_MB"), Some(json!("2048")), "the service's default cap");
+    let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
+    let scratch = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "scratch").expect("a scratch volume");
+    assert_eq!(scratch["emptyDir"], json!({}), "no slot count, no size to give it");
+    let dir = env_value(&env, "RUN_SPILL_DIR").expect("RUN_SPILL_DIR is set");
+    assert_eq!(mount_of(pod, scratch)["mountPath"], dir, "in-process runs spill to the scratch volume");
+
+    let mut args = SEED_FLAGS.to_vec();
+    args.extend([
+        "--set",
+        "spill.maxMb=512",
+        "--set",
+        "env.MAX_CONCURRENT_RUNS=3",
+        "--set",
+        "env.SANDBOX_PROVIDER=local",
+    ]);
+    let yaml = helm.template(&args);
+    validate_strictly(&yaml);
+    let docs = documents(&yaml);
+    assert_eq!(env_value(&container_env(&docs), "RUN_SPILL_MAX_MB"), Some(json!("512")));
+    let pod = &find(&docs, "Deployment", FULLNAME)["spec"]["template"]["spec"];
+    let scratch = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "scratch").unwrap();
+    assert_eq!(scratch["emptyDir"]["sizeLimit"], "1536Mi", "three slots of 512 MiB");
+
+    for bad in ["env.RUN_SPILL_MAX_MB=1", "env.RUN_SPILL_DIR=/tmp", "spill.maxMb=-1", "spill.maxMB=1"] {
+        let (ok, text) = helm.run(&["template", "x", "./helm/csv-analyst-chat", "--set", bad]);
+        assert!(!ok && text.contains("schema"), "--set {bad} rendered:\n{text}");
+    }
+}

@@ -1288,6 +1288,16 @@ async fn run_container(
     for var in container["env"].as_array().into_iter().flatten() {
         command.env(var["name"].as_str().unwrap(), var["value"].as_str().unwrap_or_default());
     }
+    // The root filesystem is read-only: a scratch directory is writable only where a
+    // volume (the Job's emptyDir) is mounted; it is this container's own and goes
+    // with it.
+    let scratch = tempfile::tempdir().unwrap();
+    let spill_dir = container["env"].as_array().into_iter().flatten().find(|v| v["name"] == "RUN_SPILL_DIR");
+    if let Some(path) = spill_dir.and_then(|v| v["value"].as_str()) {
+        let mounted = container["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"] == path);
+        let host = if mounted { scratch.path().to_path_buf() } else { "/proc/read-only-root/scratch".into() };
+        command.env("RUN_SPILL_DIR", host);
+    }
     command
         .env("RUNNER_DATA_DIR", &shared.datasets)
         .stdout(std::process::Stdio::piped())

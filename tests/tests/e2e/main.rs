@@ -20,6 +20,7 @@ mod llm_client;
 mod mcp;
 mod postgres;
 mod replicas;
+mod spill;
 mod store;
 mod support;
 mod uploads;

@@ -33,8 +33,12 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        let options =
-            SandboxOptions { module: ModuleSource::Embedded, cache_dir: Some(cache_dir()), profiler: Profiler::None };
+        let options = SandboxOptions {
+            module: ModuleSource::Embedded,
+            cache_dir: Some(cache_dir()),
+            profiler: Profiler::None,
+            ..SandboxOptions::default()
+        };
         Sandbox::new(&options).expect("the embedded guest loads")
     })
 }

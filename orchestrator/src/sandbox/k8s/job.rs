@@ -6,14 +6,18 @@
 //! capabilities, the RuntimeDefault seccomp profile, no service-account token, no
 //! service links, and CPU and memory limits. Inside it, `runner-host exec` adds the
 //! wasm sandbox's own limits. Its label `app.kubernetes.io/name: csv-analyst-runner`
-//! is what the chart's NetworkPolicy selects to deny it all egress.
+//! is what the chart's NetworkPolicy selects to deny it all egress. A run that may
+//! spill gets an `emptyDir` at [`SCRATCH_DIR`] whose `sizeLimit` is its spill cap
+//! (the kubelet evicts a pod past it; `runner-host` stops the guest first), the
+//! one writable place in the pod.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -34,6 +38,8 @@ pub const DATASET_KEY: &str = "csv-analyst.io/dataset-id";
 pub const CONTAINER: &str = "runner";
 /// Where the runner image keeps `runner-host`.
 pub const RUNNER_COMMAND: &str = "/usr/local/bin/runner-host";
+/// Where the runner container's scratch `emptyDir` is mounted (RUN_SPILL_DIR).
+pub const SCRATCH_DIR: &str = "/scratch";
 /// Numeric user and group of the runner.
 pub const RUNNER_UID: i64 = 1000;
 /// Memory the container needs beyond the wasm cap: runner-host, the mmapped
@@ -172,35 +178,47 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
         DataRoot::Curated => &k8s.k8s_datasets_pvc,
         DataRoot::Uploads => &k8s.k8s_uploads_pvc,
     };
-    let (volumes, mounts) = match claim {
-        Some(claim) => (
-            Some(vec![Volume {
-                name: "datasets".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(true),
-                }),
-                ..Volume::default()
-            }]),
-            Some(vec![VolumeMount {
-                name: "datasets".into(),
-                mount_path: protocol::DATA_MOUNT.into(),
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut env = vec![
+        EnvVar { name: REQUEST_ENV.into(), value: Some(request_json), ..EnvVar::default() },
+        EnvVar { name: "RUNNER_DATA_DIR".into(), value: Some(protocol::DATA_MOUNT.into()), ..EnvVar::default() },
+    ];
+    if let Some(claim) = claim {
+        volumes.push(Volume {
+            name: "datasets".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
                 read_only: Some(true),
-                ..VolumeMount::default()
-            }]),
-        ),
-        None => (None, None),
-    };
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "datasets".into(),
+            mount_path: protocol::DATA_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if request.spill_limit_bytes > 0 {
+        volumes.push(Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(Quantity(format!("{}Mi", request.spill_limit_bytes.div_ceil(1024 * 1024)))),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount { name: "scratch".into(), mount_path: SCRATCH_DIR.into(), ..VolumeMount::default() });
+        env.push(EnvVar { name: "RUN_SPILL_DIR".into(), value: Some(SCRATCH_DIR.into()), ..EnvVar::default() });
+    }
 
     let container = Container {
         name: CONTAINER.into(),
         image: Some(k8s.runner_image.clone()),
         image_pull_policy: Some(k8s.k8s_image_pull_policy.clone()),
         command: Some(vec![RUNNER_COMMAND.into(), "exec".into()]),
-        env: Some(vec![
-            EnvVar { name: REQUEST_ENV.into(), value: Some(request_json), ..EnvVar::default() },
-            EnvVar { name: "RUNNER_DATA_DIR".into(), value: Some(protocol::DATA_MOUNT.into()), ..EnvVar::default() },
-        ]),
+        env: Some(env),
         resources: Some(ResourceRequirements {
             requests: Some(resources.clone()),
             limits: Some(resources),
@@ -218,7 +236,7 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
             ..SecurityContext::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: mounts,
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     };
 
@@ -259,7 +277,7 @@ pub fn build(config: &Config, namespace: &str, run_id: &str, request: &RunReques
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],
-                    volumes,
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     ..PodSpec::default()
                 }),
             },
@@ -410,7 +428,29 @@ mod tests {
         let pod_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
         assert_eq!(pod_labels[RUN_ID_KEY], run_label("run-1"), "the pods carry the label the provider selects");
         assert_eq!(job.metadata.annotations.as_ref().unwrap()[RUN_ID_KEY], "run-1");
-        assert!(pod.volumes.is_none(), "the image's own /data by default");
+        assert!(pod.volumes.is_none(), "the image's own /data by default, and no scratch without spilling");
+    }
+
+    #[test]
+    fn a_run_that_may_spill_gets_a_scratch_empty_dir_the_size_of_its_cap() {
+        let cfg = config(&["--k8s-datasets-pvc", "datasets"]);
+        let mut request = RunRequest::new("d", vec![], "SELECT 1");
+        request.spill_limit_bytes = 512 * 1024 * 1024;
+        let job = build(&cfg, "ns", "r", &request, DataRoot::Curated);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let volumes = pod.volumes.unwrap();
+        let scratch = volumes.iter().find(|v| v.name == "scratch").expect("a scratch volume");
+        let empty_dir = scratch.empty_dir.as_ref().expect("an emptyDir");
+        assert_eq!((empty_dir.medium.as_deref(), empty_dir.size_limit.clone()), (None, Some(Quantity("512Mi".into()))));
+        let c = &pod.containers[0];
+        let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "scratch").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), (SCRATCH_DIR, None));
+        let env = c.env.as_ref().unwrap();
+        let spill_dir = env.iter().find(|e| e.name == "RUN_SPILL_DIR").and_then(|e| e.value.as_deref());
+        assert_eq!(spill_dir, Some(SCRATCH_DIR));
+        assert_eq!(c.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+        let data = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "datasets").unwrap();
+        assert_eq!(data.read_only, Some(true), "the dataset stays read-only");
     }
 
     #[test]
