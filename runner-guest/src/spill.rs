@@ -141,13 +141,10 @@ impl SpillFile for ScratchFile {
         // returns at once.
         let chunks = futures::stream::unfold(Some(file), |file| async move {
             let mut file = file?;
-            let mut chunk = vec![0; READ_CHUNK];
-            match read_full(&mut file, &mut chunk) {
+            let mut chunk = Vec::with_capacity(READ_CHUNK);
+            match Read::take(&mut file, READ_CHUNK as u64).read_to_end(&mut chunk) {
                 Ok(0) => None,
-                Ok(n) => {
-                    chunk.truncate(n);
-                    Some((Ok(Bytes::from(chunk)), Some(file)))
-                }
+                Ok(_) => Some((Ok(Bytes::from(chunk)), Some(file))),
                 Err(e) => Some((Err(DataFusionError::IoError(e)), None)),
             }
         });
@@ -158,20 +155,6 @@ impl SpillFile for ScratchFile {
         let file = OpenOptions::new().append(true).open(&self.path).map_err(DataFusionError::IoError)?;
         Ok(Box::new(ScratchWriter { file, size: self.size.clone(), budget: self.budget.clone() }))
     }
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 struct ScratchWriter {
